@@ -1,0 +1,163 @@
+//! Topic look-up and creation, and the probe that tells whether the broker answers.
+
+use std::time::Duration;
+
+use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::types::RDKafkaRespErr;
+use tokio_util::sync::CancellationToken;
+
+use super::{Kafka, Reachability};
+
+/// What the broker's metadata says about a topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopicLookup {
+    /// The topic does not exist.
+    Missing,
+    /// The topic exists with this many partitions.
+    Exists {
+        /// Its partition count.
+        partitions: usize,
+    },
+}
+
+/// Why an admin operation failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AdminError {
+    /// The broker could not be reached or did not answer in time.
+    #[error("Kafka broker unavailable: {0}")]
+    Unavailable(String),
+    /// The broker refused the request.
+    #[error("Kafka refused the request: {0}")]
+    Refused(String),
+}
+
+impl Kafka {
+    /// Looks `topic` up in the broker's metadata without creating it.
+    pub async fn lookup_topic(&self, topic: &str) -> Result<TopicLookup, AdminError> {
+        let kafka = self.clone();
+        let topic = topic.to_owned();
+        let timeout = self.config().kafka.admin_timeout;
+        // librdkafka's metadata call blocks its thread until the broker answers.
+        tokio::task::spawn_blocking(move || kafka.lookup_topic_blocking(&topic, timeout))
+            .await
+            .map_err(|e| AdminError::Unavailable(format!("metadata look-up aborted: {e}")))?
+    }
+
+    fn lookup_topic_blocking(
+        &self,
+        topic: &str,
+        timeout: Duration,
+    ) -> Result<TopicLookup, AdminError> {
+        let metadata = self
+            .inner
+            .admin
+            .inner()
+            .fetch_metadata(Some(topic), timeout)
+            .map_err(|e| self.unavailable(e))?;
+        self.inner.status.set(Reachability::Up);
+        let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else {
+            return Ok(TopicLookup::Missing);
+        };
+        match found.error() {
+            None => Ok(TopicLookup::Exists {
+                partitions: found.partitions().len(),
+            }),
+            Some(RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) => {
+                Ok(TopicLookup::Missing)
+            }
+            Some(other) => Err(AdminError::Refused(format!(
+                "metadata for topic {topic:?}: {}",
+                RDKafkaErrorCode::from(other)
+            ))),
+        }
+    }
+
+    /// Creates `topic` with one partition and `cleanup.policy=compact`. A topic that already
+    /// exists (another replica may have won the race) is not an error.
+    pub async fn create_topic(&self, topic: &str) -> Result<(), AdminError> {
+        let config = self.config();
+        let limits = &config.limits;
+        // Let the largest record this service writes through the broker's per-topic limit.
+        let max_message_bytes =
+            (limits.max_value_bytes + limits.max_key_bytes + super::producer::RECORD_OVERHEAD)
+                .to_string();
+        let new_topic = NewTopic::new(
+            topic,
+            1,
+            TopicReplication::Fixed(config.topics.replication_factor),
+        )
+        .set("cleanup.policy", "compact")
+        .set("max.message.bytes", &max_message_bytes);
+        let options = AdminOptions::new().operation_timeout(Some(config.kafka.admin_timeout));
+        let results = tokio::time::timeout(
+            config.kafka.admin_timeout,
+            self.inner.admin.create_topics([&new_topic], &options),
+        )
+        .await
+        .map_err(|_| AdminError::Unavailable("topic creation timed out".into()))?
+        .map_err(|e| self.unavailable(e))?;
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((name, code)) => {
+                    return Err(AdminError::Refused(format!(
+                        "creating topic {name:?}: {code}"
+                    )));
+                }
+            }
+        }
+        tracing::info!(topic, "created topic");
+        Ok(())
+    }
+
+    /// Checks every `kafka.health_interval` whether the broker answers, until `cancel`.
+    pub async fn probe_broker(&self, cancel: CancellationToken) {
+        let interval = self.config().kafka.health_interval;
+        loop {
+            let kafka = self.clone();
+            let timeout = interval.max(Duration::from_secs(1));
+            let reachable = tokio::task::spawn_blocking(move || {
+                // A metadata request for no particular topic lists the brokers.
+                kafka.inner.admin.inner().fetch_metadata(None, timeout)
+            })
+            .await;
+            let now = match reachable {
+                Ok(Ok(_)) => Reachability::Up,
+                _ => Reachability::Down,
+            };
+            let before = self.inner.status.set(now);
+            match (before, now) {
+                (Reachability::Up, Reachability::Up) | (Reachability::Down, Reachability::Down) => {
+                }
+                (_, Reachability::Up) => {
+                    tracing::info!(brokers = %self.config().brokers, "Kafka broker reachable")
+                }
+                (_, _) => {
+                    tracing::warn!(brokers = %self.config().brokers, "Kafka broker unreachable")
+                }
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(interval) => {}
+            }
+        }
+    }
+
+    fn unavailable(&self, error: KafkaError) -> AdminError {
+        let transport = matches!(
+            error.rdkafka_error_code(),
+            Some(
+                RDKafkaErrorCode::OperationTimedOut
+                    | RDKafkaErrorCode::AllBrokersDown
+                    | RDKafkaErrorCode::BrokerTransportFailure
+                    | RDKafkaErrorCode::RequestTimedOut
+                    | RDKafkaErrorCode::NetworkException
+            )
+        );
+        if transport {
+            self.inner.status.set(Reachability::Down);
+        }
+        AdminError::Unavailable(error.to_string())
+    }
+}

@@ -1,0 +1,203 @@
+//! Everything that talks to Kafka, and the only place rdkafka is used.
+//!
+//! - [`Kafka`]: the shared clients (a producer and an admin client) and how every client is
+//!   configured.
+//! - [`admin`]: topic look-up and creation, and the broker reachability probe.
+//! - [`producer`]: writing records and classifying the failures.
+//! - [`replay`]: the per-topic loop that reads a topic from its beginning into its store.
+
+pub mod admin;
+pub mod producer;
+pub mod replay;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use rdkafka::ClientConfig;
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::ConsumerContext;
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::producer::FutureProducer;
+
+use crate::config::Config;
+
+/// The record header that carries a value's content type.
+pub const CONTENT_TYPE_HEADER: &str = "content-type";
+
+/// Whether the broker answered lately, as last seen by the probe or a client error.
+#[derive(Debug, Default)]
+pub struct BrokerStatus(AtomicU8);
+
+/// What is known of the broker's reachability.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reachability {
+    /// Not checked yet.
+    Unknown,
+    /// The last check succeeded.
+    Up,
+    /// The last check failed, or every broker connection is down.
+    Down,
+}
+
+impl BrokerStatus {
+    /// The current reachability.
+    pub fn get(&self) -> Reachability {
+        match self.0.load(Ordering::Relaxed) {
+            1 => Reachability::Up,
+            2 => Reachability::Down,
+            _ => Reachability::Unknown,
+        }
+    }
+
+    /// Records the outcome of a check. Returns the previous reachability.
+    pub fn set(&self, reachability: Reachability) -> Reachability {
+        let value = match reachability {
+            Reachability::Unknown => 0,
+            Reachability::Up => 1,
+            Reachability::Down => 2,
+        };
+        match self.0.swap(value, Ordering::Relaxed) {
+            1 => Reachability::Up,
+            2 => Reachability::Down,
+            _ => Reachability::Unknown,
+        }
+    }
+
+    /// Whether the broker is known to be down.
+    pub fn is_down(&self) -> bool {
+        self.get() == Reachability::Down
+    }
+}
+
+/// The context of every Kafka client: routes librdkafka's logs into `tracing` and notices when
+/// all brokers are down.
+#[derive(Debug, Clone)]
+pub struct KafkaContext {
+    status: Arc<BrokerStatus>,
+    /// Which client this is, for the logs.
+    client: &'static str,
+}
+
+impl ClientContext for KafkaContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        let client = self.client;
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
+                tracing::error!(target: "librdkafka", client, facility, "{message}")
+            }
+            RDKafkaLogLevel::Warning => {
+                tracing::warn!(target: "librdkafka", client, facility, "{message}")
+            }
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(target: "librdkafka", client, facility, "{message}")
+            }
+            RDKafkaLogLevel::Debug => {
+                tracing::debug!(target: "librdkafka", client, facility, "{message}")
+            }
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        let code = error.rdkafka_error_code();
+        if code == Some(RDKafkaErrorCode::PartitionEOF) {
+            // Reaching the end of a partition is news for the replay loop, not an error.
+            return;
+        }
+        if code == Some(RDKafkaErrorCode::AllBrokersDown) {
+            // The probe marks the broker up again once it answers.
+            if self.status.set(Reachability::Down) != Reachability::Down {
+                tracing::warn!(client = self.client, %reason, "all Kafka brokers are down");
+            }
+        } else {
+            tracing::warn!(client = self.client, %error, %reason, "Kafka client error");
+        }
+    }
+}
+
+impl ConsumerContext for KafkaContext {}
+
+/// The shared Kafka clients. Cheap to clone.
+#[derive(Clone)]
+pub struct Kafka {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    producer: FutureProducer<KafkaContext>,
+    admin: rdkafka::admin::AdminClient<KafkaContext>,
+    status: Arc<BrokerStatus>,
+    config: Arc<Config>,
+}
+
+impl std::fmt::Debug for Kafka {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kafka")
+            .field("brokers", &self.inner.config.brokers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Kafka {
+    /// Creates the producer and admin clients. They connect lazily, so this succeeds while
+    /// the broker is down; it fails only on invalid client configuration.
+    pub fn new(config: Arc<Config>) -> KafkaResult<Kafka> {
+        let status = Arc::new(BrokerStatus::default());
+        let producer = client_config(&config, producer::settings(&config))
+            .create_with_context(context(&status, "producer"))?;
+        let admin = client_config(&config, []).create_with_context(context(&status, "admin"))?;
+        Ok(Kafka {
+            inner: Arc::new(Inner {
+                producer,
+                admin,
+                status,
+                config,
+            }),
+        })
+    }
+
+    /// The broker's reachability.
+    pub fn status(&self) -> &BrokerStatus {
+        &self.inner.status
+    }
+
+    fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    fn context(&self, client: &'static str) -> KafkaContext {
+        context(&self.inner.status, client)
+    }
+}
+
+fn context(status: &Arc<BrokerStatus>, client: &'static str) -> KafkaContext {
+    KafkaContext {
+        status: status.clone(),
+        client,
+    }
+}
+
+/// The configuration of one client: the brokers, settings every client shares, the client's
+/// own `settings`, and last the operator's `kafka.librdkafka` overrides.
+fn client_config<'a>(
+    config: &Config,
+    settings: impl IntoIterator<Item = (&'a str, String)>,
+) -> ClientConfig {
+    let mut client = ClientConfig::new();
+    client
+        .set("bootstrap.servers", &config.brokers)
+        // kvstore creates topics itself, with one partition and compaction; a broker-created
+        // topic would get the broker's defaults.
+        .set("allow.auto.create.topics", "false")
+        .set("client.id", "kvstore");
+    for (key, value) in settings {
+        client.set(key, value);
+    }
+    for (key, value) in &config.kafka.librdkafka {
+        client.set(key, value);
+    }
+    client
+}
