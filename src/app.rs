@@ -1,0 +1,134 @@
+//! The running service: its shared state, and the order of startup and shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::http;
+use crate::kafka::Kafka;
+use crate::topics::Topics;
+use crate::writer::Writer;
+
+/// How long shutdown waits for the producer to send what it has queued.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often the metrics recorder drops stale histogram samples.
+const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// What every handler can reach. Cheap to clone: everything inside is shared.
+#[derive(Clone)]
+pub struct AppState {
+    /// The configuration the service started with.
+    pub config: Arc<Config>,
+    /// The Kafka clients.
+    pub kafka: Kafka,
+    /// The attached topics.
+    pub topics: Topics,
+    /// The write path.
+    pub writer: Writer,
+    /// The Prometheus recorder, when metrics are enabled.
+    pub metrics: Option<PrometheusHandle>,
+}
+
+/// Why the service could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The Kafka clients could not be created (invalid librdkafka configuration).
+    #[error("cannot create Kafka clients: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    /// The HTTP server failed.
+    #[error("HTTP server error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Serves the API on `listener` until `shutdown` completes, then stops in order: stop
+/// accepting and finish in-flight requests (bounded by `shutdown_timeout`), stop the replay
+/// loops, and flush the producer.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    metrics: Option<PrometheusHandle>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), AppError> {
+    let config = Arc::new(config);
+    let kafka = Kafka::new(config.clone())?;
+    let tracker = TaskTracker::new();
+    let cancel = CancellationToken::new();
+    let topics = Topics::new(
+        kafka.clone(),
+        config.clone(),
+        tracker.clone(),
+        cancel.clone(),
+    );
+    let writer = Writer::new(
+        kafka.clone(),
+        config.limits.max_pending_writes,
+        config.write_timeout,
+    );
+    let state = AppState {
+        config: config.clone(),
+        kafka: kafka.clone(),
+        topics: topics.clone(),
+        writer,
+        metrics: metrics.clone(),
+    };
+
+    tracker.spawn({
+        let kafka = kafka.clone();
+        let cancel = cancel.clone();
+        async move { kafka.probe_broker(cancel).await }
+    });
+    if let Some(handle) = metrics {
+        let cancel = cancel.clone();
+        tracker.spawn(async move {
+            loop {
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    () = tokio::time::sleep(METRICS_UPKEEP_INTERVAL) => handle.run_upkeep(),
+                }
+            }
+        });
+    }
+    topics.preload();
+
+    let address = listener.local_addr()?;
+    tracing::info!(%address, brokers = %config.brokers, "listening");
+    let stop_http = CancellationToken::new();
+    tokio::spawn({
+        let stop_http = stop_http.clone();
+        async move {
+            shutdown.await;
+            tracing::info!("shutting down: no new connections, finishing requests in flight");
+            stop_http.cancel();
+        }
+    });
+    let server = axum::serve(listener, http::router(state))
+        .with_graceful_shutdown(stop_http.clone().cancelled_owned());
+    let grace = async {
+        stop_http.cancelled().await;
+        tokio::time::sleep(config.shutdown_timeout).await;
+    };
+    tokio::select! {
+        served = server => served?,
+        () = grace => tracing::warn!("requests still in flight after the shutdown timeout; stopping anyway"),
+    }
+
+    cancel.cancel();
+    tracker.close();
+    if tokio::time::timeout(config.shutdown_timeout, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("background tasks did not stop within the shutdown timeout");
+    }
+    let flushing = kafka.clone();
+    let _ = tokio::task::spawn_blocking(move || flushing.flush(FLUSH_TIMEOUT)).await;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,290 @@
+//! The one place where failures become HTTP responses: every error a client can see is an
+//! [`ApiError`], answered as `{"error": {"code": "...", "message": "..."}}` with a fitting status.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::topics::TopicError;
+use crate::writer::WriteError;
+
+/// The JSON body of every error response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorResponse {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// What went wrong, for programs (`code`) and people (`message`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// A stable, machine-readable error code such as `key_not_found`.
+    #[schema(example = "key_not_found")]
+    pub code: &'static str,
+    /// A human-readable explanation.
+    #[schema(example = "key \"user/1\" not found in topic \"users\"")]
+    pub message: String,
+}
+
+/// An error answered to an HTTP client.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The topic name breaks Kafka's rules.
+    #[error("invalid topic name: {0}")]
+    InvalidTopic(String),
+    /// The key is empty, badly encoded or not UTF-8.
+    #[error("invalid key: {0}")]
+    InvalidKey(String),
+    /// The key is longer than `limits.max_key_bytes`.
+    #[error("key is {len} bytes; the limit is {limit}")]
+    KeyTooLarge {
+        /// The key's length in bytes.
+        len: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The value is longer than `limits.max_value_bytes`.
+    #[error("value is larger than the limit of {limit} bytes")]
+    ValueTooLarge {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The request body is larger than allowed for this endpoint.
+    #[error("request body is larger than the limit of {limit} bytes")]
+    BodyTooLarge {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The batch has more operations than `limits.max_batch_ops`.
+    #[error("batch has {count} operations; the limit is {limit}")]
+    TooManyOps {
+        /// Operations in the request.
+        count: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// A query parameter is malformed or out of range.
+    #[error("invalid query: {0}")]
+    InvalidQuery(String),
+    /// The body is not well-formed JSON.
+    #[error("malformed JSON: {0}")]
+    MalformedJson(String),
+    /// The body is JSON but not a valid request of this kind.
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// The request's content type is not one this endpoint reads.
+    #[error("unsupported content type: {0}")]
+    UnsupportedMediaType(String),
+    /// A header is malformed.
+    #[error("invalid header: {0}")]
+    InvalidHeader(String),
+    /// The key is not in the topic.
+    #[error("key {key:?} not found in topic {topic:?}")]
+    KeyNotFound {
+        /// The topic.
+        topic: String,
+        /// The key.
+        key: String,
+    },
+    /// No route matches the path.
+    #[error("no such endpoint: {0}")]
+    RouteNotFound(String),
+    /// The route exists but not for this method.
+    #[error("method not allowed on this endpoint")]
+    MethodNotAllowed,
+    /// A topic could not be attached or served.
+    #[error(transparent)]
+    Topic(#[from] TopicError),
+    /// A write failed or its outcome is unknown.
+    #[error(transparent)]
+    Write(#[from] WriteError),
+}
+
+impl ApiError {
+    /// The HTTP status and the machine-readable code of this error.
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::InvalidTopic(_) => (StatusCode::BAD_REQUEST, "invalid_topic"),
+            ApiError::InvalidKey(_) => (StatusCode::BAD_REQUEST, "invalid_key"),
+            ApiError::KeyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "key_too_large"),
+            ApiError::ValueTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "value_too_large"),
+            ApiError::BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
+            ApiError::TooManyOps { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "batch_too_large"),
+            ApiError::InvalidQuery(_) => (StatusCode::BAD_REQUEST, "invalid_query"),
+            ApiError::MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
+            ApiError::InvalidRequest(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
+            ApiError::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            ApiError::InvalidHeader(_) => (StatusCode::BAD_REQUEST, "invalid_header"),
+            ApiError::KeyNotFound { .. } => (StatusCode::NOT_FOUND, "key_not_found"),
+            ApiError::RouteNotFound(_) => (StatusCode::NOT_FOUND, "route_not_found"),
+            ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::Topic(err) => match err {
+                TopicError::NotFound(_) => (StatusCode::NOT_FOUND, "topic_not_found"),
+                TopicError::NotSinglePartition { .. } => {
+                    (StatusCode::CONFLICT, "topic_not_single_partition")
+                }
+                TopicError::StillReplaying { .. } => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "topic_replaying")
+                }
+                TopicError::ReplayFailed { .. } => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "topic_unavailable")
+                }
+                TopicError::TooManyTopics { .. } => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "too_many_topics")
+                }
+                TopicError::BrokerUnavailable(_) => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "broker_unavailable")
+                }
+                TopicError::Refused(_) => (StatusCode::BAD_GATEWAY, "kafka_refused"),
+            },
+            ApiError::Write(err) => match err {
+                WriteError::BrokerUnavailable(_) => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "broker_unavailable")
+                }
+                WriteError::Overloaded { .. } => (StatusCode::TOO_MANY_REQUESTS, "overloaded"),
+                WriteError::TooLargeForBroker(_) => {
+                    (StatusCode::PAYLOAD_TOO_LARGE, "record_too_large")
+                }
+                WriteError::ProduceTimeout { .. } | WriteError::ApplyTimeout { .. } => {
+                    (StatusCode::GATEWAY_TIMEOUT, "write_timeout")
+                }
+                WriteError::BatchIncomplete { .. } => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "batch_incomplete")
+                }
+                WriteError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+            },
+        }
+    }
+
+    /// How long a client should wait before retrying, for errors that pass by themselves.
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ApiError::Topic(TopicError::StillReplaying { .. })
+            | ApiError::Topic(TopicError::BrokerUnavailable(_))
+            | ApiError::Write(WriteError::BrokerUnavailable(_))
+            | ApiError::Write(WriteError::Overloaded { .. }) => Some(Duration::from_secs(1)),
+            _ => None,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        if status.is_server_error() {
+            tracing::warn!(code, error = %self, "request failed");
+        }
+        let retry_after = self.retry_after();
+        let body = ErrorResponse {
+            error: ErrorDetail {
+                code,
+                message: self.to_string(),
+            },
+        };
+        let mut response = (status, Json(body)).into_response();
+        if let Some(after) = retry_after {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(after.as_secs().max(1)),
+            );
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body_of(response: Response) -> serde_json::Value {
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        serde_json::from_slice(&bytes).expect("json")
+    }
+
+    #[tokio::test]
+    async fn errors_map_to_status_code_and_json_body() {
+        let cases = [
+            (ApiError::InvalidTopic("x".into()), 400, "invalid_topic"),
+            (
+                ApiError::KeyTooLarge {
+                    len: 2000,
+                    limit: 1024,
+                },
+                413,
+                "key_too_large",
+            ),
+            (
+                ApiError::KeyNotFound {
+                    topic: "t".into(),
+                    key: "k".into(),
+                },
+                404,
+                "key_not_found",
+            ),
+            (
+                ApiError::Topic(TopicError::NotFound("t".into())),
+                404,
+                "topic_not_found",
+            ),
+            (
+                ApiError::Topic(TopicError::NotSinglePartition {
+                    topic: "t".into(),
+                    partitions: 4,
+                }),
+                409,
+                "topic_not_single_partition",
+            ),
+            (
+                ApiError::Write(WriteError::BrokerUnavailable("down".into())),
+                503,
+                "broker_unavailable",
+            ),
+            (
+                ApiError::Write(WriteError::ApplyTimeout {
+                    offset: 7,
+                    waited: Duration::from_secs(10),
+                }),
+                504,
+                "write_timeout",
+            ),
+            (ApiError::MalformedJson("eof".into()), 400, "malformed_json"),
+            (
+                ApiError::InvalidRequest("op".into()),
+                422,
+                "invalid_request",
+            ),
+        ];
+        for (error, status, code) in cases {
+            let message = error.to_string();
+            let response = error.into_response();
+            assert_eq!(response.status().as_u16(), status, "{code}");
+            let body = body_of(response).await;
+            assert_eq!(body["error"]["code"], code);
+            assert_eq!(body["error"]["message"], message);
+        }
+    }
+
+    #[tokio::test]
+    async fn apply_timeout_says_the_write_may_still_apply() {
+        let error = ApiError::Write(WriteError::ApplyTimeout {
+            offset: 7,
+            waited: Duration::from_secs(10),
+        });
+        assert!(error.to_string().contains("may still apply"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn passing_errors_carry_retry_after() {
+        let response =
+            ApiError::Write(WriteError::BrokerUnavailable("down".into())).into_response();
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+    }
+}

@@ -1,0 +1,227 @@
+//! Reading requests strictly: topic and key from the raw path, bounded bodies, content types.
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, Uri, header};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+
+use crate::config::LimitsConfig;
+use crate::error::ApiError;
+use crate::topic_name;
+
+/// Longest content type kept with a value.
+pub const MAX_CONTENT_TYPE_LEN: usize = 256;
+
+/// Decodes `%XX` escapes, rejecting a `%` not followed by two hex digits (which lenient
+/// decoders pass through as-is, silently changing what the client meant).
+pub fn percent_decode_strict(raw: &str) -> Result<Vec<u8>, String> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .filter(|_| bytes[i + 1].is_ascii_hexdigit() && bytes[i + 2].is_ascii_hexdigit());
+            match hex {
+                Some(byte) => out.push(byte),
+                None => return Err(format!("invalid percent-encoding at byte {i}")),
+            }
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    Ok(out)
+}
+
+/// The topic named by a raw path segment, decoded and checked against Kafka's rules.
+pub fn topic_from_segment(raw: &str) -> Result<String, ApiError> {
+    let decoded = percent_decode_strict(raw).map_err(ApiError::InvalidTopic)?;
+    let name = String::from_utf8(decoded)
+        .map_err(|_| ApiError::InvalidTopic("topic name is not valid UTF-8".into()))?;
+    topic_name::validate(&name).map_err(ApiError::InvalidTopic)?;
+    Ok(name)
+}
+
+/// The topic of a `/v1/{topic}/...` path.
+pub fn topic_from_uri(uri: &Uri) -> Result<String, ApiError> {
+    let rest = uri.path().strip_prefix("/v1/").unwrap_or_default();
+    topic_from_segment(rest.split('/').next().unwrap_or_default())
+}
+
+/// The topic and key of a `/v1/{topic}/keys/{key}` path. The key is everything after
+/// `keys/`, percent-decoded; it may contain `/`.
+pub fn topic_and_key(uri: &Uri, limits: &LimitsConfig) -> Result<(String, String), ApiError> {
+    let topic = topic_from_uri(uri)?;
+    let raw_key = uri
+        .path()
+        .strip_prefix("/v1/")
+        .and_then(|rest| rest.split_once('/'))
+        .and_then(|(_, rest)| rest.strip_prefix("keys/"))
+        .unwrap_or_default();
+    let key = decode_key(raw_key, limits)?;
+    Ok((topic, key))
+}
+
+fn decode_key(raw: &str, limits: &LimitsConfig) -> Result<String, ApiError> {
+    let decoded = percent_decode_strict(raw).map_err(ApiError::InvalidKey)?;
+    let key = String::from_utf8(decoded)
+        .map_err(|_| ApiError::InvalidKey("key is not valid UTF-8".into()))?;
+    check_key(&key, limits)?;
+    Ok(key)
+}
+
+/// Checks a key's length: not empty, at most `limits.max_key_bytes`.
+pub fn check_key(key: &str, limits: &LimitsConfig) -> Result<(), ApiError> {
+    if key.is_empty() {
+        return Err(ApiError::InvalidKey("key must not be empty".into()));
+    }
+    if key.len() > limits.max_key_bytes {
+        return Err(ApiError::KeyTooLarge {
+            len: key.len(),
+            limit: limits.max_key_bytes,
+        });
+    }
+    Ok(())
+}
+
+/// Reads a body of at most `limit` bytes, refusing a larger declared `Content-Length` before
+/// reading anything and stopping a longer (or chunked) body as soon as it passes the limit.
+pub async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    too_large: impl Fn() -> ApiError,
+) -> Result<Bytes, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(too_large());
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<LengthLimitError>() => Err(too_large()),
+        Err(error) => Err(ApiError::InvalidRequest(format!(
+            "could not read the request body: {error}"
+        ))),
+    }
+}
+
+/// The request's content type, if it sent one; rejects one that cannot be stored and sent
+/// back as a header.
+pub fn content_type(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(None);
+    };
+    let Ok(text) = value.to_str().map(str::trim) else {
+        return Err(ApiError::InvalidHeader(
+            "Content-Type must be visible ASCII".into(),
+        ));
+    };
+    if text.is_empty() {
+        return Ok(None);
+    }
+    check_content_type(text).map_err(|e| ApiError::InvalidHeader(format!("Content-Type {e}")))?;
+    Ok(Some(text.to_owned()))
+}
+
+/// Checks that a content type can be stored and sent back as a header: 1 to
+/// [`MAX_CONTENT_TYPE_LEN`] visible ASCII characters. Says what is wrong otherwise.
+pub fn check_content_type(text: &str) -> Result<(), String> {
+    if text.is_empty() || text.len() > MAX_CONTENT_TYPE_LEN {
+        return Err(format!("must be 1 to {MAX_CONTENT_TYPE_LEN} characters"));
+    }
+    if !text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return Err("must be visible ASCII".into());
+    }
+    Ok(())
+}
+
+/// Whether a content type is JSON: `application/json` or any `+json` type, parameters aside.
+pub fn is_json(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strict_percent_decoding() {
+        assert_eq!(percent_decode_strict("a%2Fb%20c").expect("valid"), b"a/b c");
+        assert_eq!(
+            percent_decode_strict("%C3%A9").expect("valid"),
+            "é".as_bytes()
+        );
+        for bad in ["%", "%2", "%zz", "a%g1", "%+1"] {
+            assert!(percent_decode_strict(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn keys_come_from_the_raw_path() {
+        let limits = LimitsConfig::default();
+        let uri: Uri = "/v1/users/keys/a/b%20c?x=1".parse().expect("uri");
+        assert_eq!(
+            topic_and_key(&uri, &limits).expect("valid"),
+            ("users".into(), "a/b c".into())
+        );
+        let uri: Uri = "/v1/users/keys/".parse().expect("uri");
+        assert!(matches!(
+            topic_and_key(&uri, &limits),
+            Err(ApiError::InvalidKey(_))
+        ));
+        let uri: Uri = "/v1/users/keys/%FF".parse().expect("uri");
+        assert!(matches!(
+            topic_and_key(&uri, &limits),
+            Err(ApiError::InvalidKey(_))
+        ));
+        let uri: Uri = "/v1/bad%20topic/keys/a".parse().expect("uri");
+        assert!(matches!(
+            topic_and_key(&uri, &limits),
+            Err(ApiError::InvalidTopic(_))
+        ));
+    }
+
+    #[test]
+    fn dot_topics_are_invalid_even_when_escaped() {
+        for raw in [".", "..", "%2E", "%2e%2E"] {
+            assert!(topic_from_segment(raw).is_err(), "{raw}");
+        }
+        assert_eq!(topic_from_segment("a%2Eb").expect("valid"), "a.b");
+    }
+
+    #[test]
+    fn key_length_limits() {
+        let limits = LimitsConfig {
+            max_key_bytes: 4,
+            ..LimitsConfig::default()
+        };
+        assert!(check_key("abcd", &limits).is_ok());
+        assert!(matches!(
+            check_key("abcde", &limits),
+            Err(ApiError::KeyTooLarge { len: 5, limit: 4 })
+        ));
+    }
+
+    #[test]
+    fn json_content_types() {
+        assert!(is_json("application/json"));
+        assert!(is_json("Application/JSON; charset=utf-8"));
+        assert!(is_json("application/merge-patch+json"));
+        assert!(!is_json("text/plain"));
+        assert!(!is_json("application/jsonl"));
+    }
+}

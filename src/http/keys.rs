@@ -1,0 +1,216 @@
+//! `/v1/{topic}/keys/{key}`: read, write and delete one key.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::extract::{content_type, read_body, topic_and_key};
+use crate::app::AppState;
+use crate::error::{ApiError, ErrorResponse};
+use crate::kafka::producer::OutgoingRecord;
+use crate::topics::Access;
+
+/// The response header carrying a value's version: the offset of the record that wrote it.
+pub const OFFSET_HEADER: &str = "x-kv-offset";
+
+/// The answer to a write: where it landed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WriteResponse {
+    /// The topic written to.
+    #[schema(example = "users")]
+    pub topic: String,
+    /// The key written.
+    #[schema(example = "user/1")]
+    pub key: String,
+    /// The Kafka offset of the write; also its version (`ETag`, `X-Kv-Offset`).
+    #[schema(example = 42)]
+    pub offset: i64,
+}
+
+/// Read a value.
+///
+/// Answers the raw value with the content type it was written with, and its version (the
+/// offset of the record that wrote it) in `ETag` and `X-Kv-Offset`. Served from this
+/// replica's memory. Never creates a topic.
+#[utoipa::path(
+    get,
+    path = "/v1/{topic}/keys/{key}",
+    tag = "keys",
+    params(
+        ("topic" = String, Path, description = "Topic name: 1 to 249 of `[a-zA-Z0-9._-]`"),
+        ("key" = String, Path, description = "The key, percent-encoded; may contain `/`"),
+        ("If-None-Match" = Option<String>, Header, description = "Answer 304 if the value's ETag matches"),
+    ),
+    responses(
+        (status = 200, description = "The value, as written", content_type = "application/octet-stream", body = Vec<u8>,
+            headers(
+                ("ETag" = String, description = "The value's version, quoted"),
+                ("X-Kv-Offset" = i64, description = "The value's version: the offset that wrote it"),
+            )),
+        (status = 304, description = "The value's ETag matches `If-None-Match`"),
+        (status = 400, description = "Invalid topic name or key", body = ErrorResponse),
+        (status = 404, description = "No such key (`key_not_found`) or topic (`topic_not_found`)", body = ErrorResponse),
+        (status = 409, description = "The topic has more than one partition", body = ErrorResponse),
+        (status = 413, description = "Key too long", body = ErrorResponse),
+        (status = 503, description = "Broker unavailable or topic still replaying", body = ErrorResponse),
+    )
+)]
+pub async fn get_key(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (topic_name, key) = topic_and_key(&uri, &state.config.limits)?;
+    let topic = state.topics.get(&topic_name, Access::Read).await?;
+    let Some(value) = topic.store().get(key.as_bytes()) else {
+        return Err(ApiError::KeyNotFound {
+            topic: topic_name,
+            key,
+        });
+    };
+    let etag = etag(value.offset);
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|tag| tag.trim() == etag || tag.trim() == "*")
+        });
+    let mut response = if matches {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        let mut response = Body::from(value.bytes).into_response();
+        if let Ok(content_type) = HeaderValue::from_str(&value.content_type) {
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, content_type);
+        }
+        response
+    };
+    version_headers(response.headers_mut(), value.offset);
+    Ok(response)
+}
+
+/// Write a value.
+///
+/// The body is the raw value (any bytes, at most `limits.max_value_bytes`); the request's
+/// `Content-Type` is stored with it (default `application/octet-stream`). Creates the topic
+/// if it does not exist and `topics.auto_create` is on. Answers once this replica has applied
+/// the write, so a following GET here sees it.
+#[utoipa::path(
+    put,
+    path = "/v1/{topic}/keys/{key}",
+    tag = "keys",
+    params(
+        ("topic" = String, Path, description = "Topic name: 1 to 249 of `[a-zA-Z0-9._-]`"),
+        ("key" = String, Path, description = "The key, percent-encoded; may contain `/`"),
+    ),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The value: any bytes, with any content type"),
+    responses(
+        (status = 200, description = "Written and applied here", body = WriteResponse,
+            headers(
+                ("ETag" = String, description = "The new version, quoted"),
+                ("X-Kv-Offset" = i64, description = "The new version: the write's offset"),
+            )),
+        (status = 400, description = "Invalid topic name, key or header", body = ErrorResponse),
+        (status = 404, description = "The topic does not exist and auto-creation is off", body = ErrorResponse),
+        (status = 409, description = "The topic has more than one partition", body = ErrorResponse),
+        (status = 413, description = "Key or value too large; nothing was written", body = ErrorResponse),
+        (status = 429, description = "Too many writes in progress; nothing was written", body = ErrorResponse),
+        (status = 503, description = "Broker unavailable; nothing was written", body = ErrorResponse),
+        (status = 504, description = "Not applied in time; the write may still apply", body = ErrorResponse),
+    )
+)]
+pub async fn put_key(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let limits = &state.config.limits;
+    let (topic_name, key) = topic_and_key(&uri, limits)?;
+    let content_type = content_type(&headers)?;
+    let limit = limits.max_value_bytes;
+    let value = read_body(&headers, body, limit, || ApiError::ValueTooLarge { limit }).await?;
+    let record = OutgoingRecord {
+        key: key.clone().into_bytes(),
+        value: Some(value.to_vec()),
+        content_type,
+    };
+    write_one(state, topic_name, key, record, Access::Write).await
+}
+
+/// Delete a key.
+///
+/// Writes a tombstone (a record with a null value). Deleting an absent key is not an error.
+/// Answers once this replica has applied the delete.
+#[utoipa::path(
+    delete,
+    path = "/v1/{topic}/keys/{key}",
+    tag = "keys",
+    params(
+        ("topic" = String, Path, description = "Topic name: 1 to 249 of `[a-zA-Z0-9._-]`"),
+        ("key" = String, Path, description = "The key, percent-encoded; may contain `/`"),
+    ),
+    responses(
+        (status = 200, description = "Deleted and applied here", body = WriteResponse,
+            headers(
+                ("ETag" = String, description = "The tombstone's offset, quoted"),
+                ("X-Kv-Offset" = i64, description = "The tombstone's offset"),
+            )),
+        (status = 400, description = "Invalid topic name or key", body = ErrorResponse),
+        (status = 404, description = "The topic does not exist", body = ErrorResponse),
+        (status = 409, description = "The topic has more than one partition", body = ErrorResponse),
+        (status = 413, description = "Key too long", body = ErrorResponse),
+        (status = 429, description = "Too many writes in progress; nothing was written", body = ErrorResponse),
+        (status = 503, description = "Broker unavailable; nothing was written", body = ErrorResponse),
+        (status = 504, description = "Not applied in time; the delete may still apply", body = ErrorResponse),
+    )
+)]
+pub async fn delete_key(State(state): State<AppState>, uri: Uri) -> Result<Response, ApiError> {
+    let (topic_name, key) = topic_and_key(&uri, &state.config.limits)?;
+    let record = OutgoingRecord {
+        key: key.clone().into_bytes(),
+        value: None,
+        content_type: None,
+    };
+    write_one(state, topic_name, key, record, Access::Read).await
+}
+
+async fn write_one(
+    state: AppState,
+    topic_name: String,
+    key: String,
+    record: OutgoingRecord,
+    access: Access,
+) -> Result<Response, ApiError> {
+    let topic = state.topics.get(&topic_name, access).await?;
+    let offsets = state
+        .writer
+        .write(&topic, std::slice::from_ref(&record))
+        .await?;
+    let offset = offsets.first().copied().unwrap_or(-1);
+    let mut response = Json(WriteResponse {
+        topic: topic_name,
+        key,
+        offset,
+    })
+    .into_response();
+    version_headers(response.headers_mut(), offset);
+    Ok(response)
+}
+
+fn etag(offset: i64) -> String {
+    format!("\"{offset}\"")
+}
+
+fn version_headers(headers: &mut HeaderMap, offset: i64) {
+    if let Ok(etag) = HeaderValue::from_str(&etag(offset)) {
+        headers.insert(header::ETAG, etag);
+    }
+    headers.insert(OFFSET_HEADER, HeaderValue::from(offset));
+}

@@ -1,0 +1,121 @@
+//! The HTTP API: the router, one module per resource, and the OpenAPI document.
+//!
+//! - [`keys`]: `GET/PUT/DELETE /v1/{topic}/keys/{key}`
+//! - [`range`]: `GET /v1/{topic}/range`
+//! - [`batch`]: `POST /v1/{topic}/batch`
+//! - [`topics`]: `GET /v1/topics`
+//! - [`health`]: `/healthz`, `/readyz`, `/metrics`
+//! - [`extract`] and [`encoding`]: strict request parsing and values inside JSON.
+
+pub mod batch;
+pub mod encoding;
+pub mod extract;
+pub mod health;
+pub mod keys;
+pub mod range;
+pub mod topics;
+
+use std::any::Any;
+
+use axum::Json;
+use axum::Router;
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+
+use crate::app::AppState;
+use crate::error::{ApiError, ErrorDetail, ErrorResponse};
+
+/// The OpenAPI document of the API, as served at `/openapi.json` and checked in as
+/// `openapi/openapi.json`.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "kvstore",
+        description = "A key-value store over HTTP whose source of truth is a compacted, \
+                       single-partition Kafka topic per namespace. Reads are served from memory; \
+                       a write answers once this replica has applied it.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0"),
+    ),
+    paths(
+        keys::get_key,
+        keys::put_key,
+        keys::delete_key,
+        range::scan_range,
+        batch::write_batch,
+        topics::list_topics,
+        health::healthz,
+        health::readyz,
+        health::metrics,
+    ),
+    tags(
+        (name = "keys", description = "Values by key, ranges and batches"),
+        (name = "topics", description = "The topics this replica serves"),
+        (name = "health", description = "Liveness, readiness and metrics"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The OpenAPI document, with the crate's version.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    doc
+}
+
+/// The application's routes, shared by `kvstore serve` and the tests.
+pub fn router(state: AppState) -> Router {
+    let key_routes = get(keys::get_key)
+        .put(keys::put_key)
+        .delete(keys::delete_key);
+    Router::new()
+        .route("/v1/{topic}/keys/{*key}", key_routes.clone())
+        // An empty key reaches the handlers, which answer 400 rather than "no route".
+        .route("/v1/{topic}/keys/", key_routes)
+        .route("/v1/{topic}/range", get(range::scan_range))
+        .route("/v1/{topic}/batch", post(batch::write_batch))
+        .route("/v1/topics", get(topics::list_topics))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .route("/openapi.json", get(serve_openapi))
+        .fallback(route_not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(crate::metrics::track_http))
+        .layer(TraceLayer::new_for_http())
+        .layer(CatchPanicLayer::custom(panic_response))
+        .with_state(state)
+}
+
+async fn serve_openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(openapi())
+}
+
+async fn route_not_found(uri: Uri) -> ApiError {
+    ApiError::RouteNotFound(uri.path().to_owned())
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+/// A handler that panicked answers 500 with the usual error body; the panic is logged and the
+/// server keeps serving.
+fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let detail = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown panic");
+    tracing::error!(panic = detail, "request handler panicked");
+    let body = ErrorResponse {
+        error: ErrorDetail {
+            code: "internal",
+            message: "internal error".into(),
+        },
+    };
+    (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response()
+}

@@ -1,0 +1,160 @@
+//! `/v1/{topic}/range`: keys in order, by prefix or between bounds, a page at a time.
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::Uri;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as CURSOR_ENCODING;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::encoding::{ValueEncoding, base64, embed};
+use super::extract::topic_from_uri;
+use crate::app::AppState;
+use crate::error::{ApiError, ErrorResponse};
+use crate::store::KeyRange;
+use crate::topics::Access;
+
+/// Which keys to list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct RangeParams {
+    /// Only keys that begin with this.
+    pub prefix: Option<String>,
+    /// Only keys at or after this (inclusive).
+    pub start: Option<String>,
+    /// Only keys before this (exclusive).
+    pub end: Option<String>,
+    /// Most items in the page: default `limits.default_range_limit` (100), capped at
+    /// `limits.max_range_limit` (1000).
+    #[param(minimum = 1)]
+    pub limit: Option<u64>,
+    /// `next_cursor` of the previous page, to continue after it.
+    pub cursor: Option<String>,
+}
+
+/// One page of keys.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RangeResponse {
+    /// Keys and values in key order.
+    pub items: Vec<RangeItem>,
+    /// Pass as `cursor` to get the next page; absent when this page is the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// One key and its value.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RangeItem {
+    /// The key (base64 if it is not UTF-8; see `key_encoding`).
+    #[schema(example = "user/1")]
+    pub key: String,
+    /// Present, as `base64`, only for a key that is not UTF-8 (written by another producer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_encoding: Option<ValueEncoding>,
+    /// The value: a JSON value (`encoding: json`), a string of its text (`text`), or a
+    /// base64 string of its bytes (`base64`).
+    #[schema(value_type = Object, example = json!({"name": "Ada"}))]
+    pub value: serde_json::Value,
+    /// How `value` embeds the stored bytes.
+    pub encoding: ValueEncoding,
+    /// The content type the value was written with.
+    #[schema(example = "application/json")]
+    pub content_type: String,
+    /// The value's version: the offset of the record that wrote it.
+    #[schema(example = 42)]
+    pub offset: i64,
+}
+
+/// List keys in order.
+///
+/// Selects keys by `prefix` and/or between `start` (inclusive) and `end` (exclusive), in
+/// byte order of their UTF-8. Each page holds at most `limit` items (and stops early past
+/// `limits.max_range_bytes` of data); follow `next_cursor` until it is absent to see every
+/// key. Values are embedded by content type: JSON as JSON (`encoding: json`), other UTF-8 as
+/// a string (`text`), anything else as base64 (`base64`).
+#[utoipa::path(
+    get,
+    path = "/v1/{topic}/range",
+    tag = "keys",
+    params(
+        ("topic" = String, Path, description = "Topic name"),
+        RangeParams,
+    ),
+    responses(
+        (status = 200, description = "A page of keys", body = RangeResponse),
+        (status = 400, description = "Invalid topic name or query", body = ErrorResponse),
+        (status = 404, description = "The topic does not exist", body = ErrorResponse),
+        (status = 409, description = "The topic has more than one partition", body = ErrorResponse),
+        (status = 503, description = "Broker unavailable or topic still replaying", body = ErrorResponse),
+    )
+)]
+pub async fn scan_range(
+    State(state): State<AppState>,
+    uri: Uri,
+    params: Result<Query<RangeParams>, QueryRejection>,
+) -> Result<Json<RangeResponse>, ApiError> {
+    let topic_name = topic_from_uri(&uri)?;
+    let Query(params) = params.map_err(|e| ApiError::InvalidQuery(e.body_text()))?;
+    let limits = &state.config.limits;
+    let limit = match params.limit {
+        None => limits.default_range_limit,
+        Some(0) => return Err(ApiError::InvalidQuery("limit must be at least 1".into())),
+        Some(n) => usize::try_from(n)
+            .unwrap_or(usize::MAX)
+            .min(limits.max_range_limit),
+    };
+    let after = params
+        .cursor
+        .map(|cursor| {
+            CURSOR_ENCODING
+                .decode(cursor.as_bytes())
+                .map_err(|_| ApiError::InvalidQuery("cursor is not one this server issued".into()))
+        })
+        .transpose()?;
+    if let (Some(start), Some(end)) = (&params.start, &params.end)
+        && start > end
+    {
+        return Err(ApiError::InvalidQuery(format!(
+            "start {start:?} is after end {end:?}"
+        )));
+    }
+    let range = KeyRange {
+        prefix: params.prefix.map(String::into_bytes).unwrap_or_default(),
+        start: params.start.map(String::into_bytes),
+        end: params.end.map(String::into_bytes),
+        after,
+    };
+    let topic = state.topics.get(&topic_name, Access::Read).await?;
+    let page = topic.store().scan(&range, limit, limits.max_range_bytes);
+    let next_cursor = page
+        .more
+        .then(|| {
+            page.items
+                .last()
+                .map(|(key, _)| CURSOR_ENCODING.encode(key))
+        })
+        .flatten();
+    let items = page
+        .items
+        .into_iter()
+        .map(|(key, value)| {
+            let (embedded, encoding) = embed(&value.bytes, &value.content_type);
+            let (key, key_encoding) = match String::from_utf8(key) {
+                Ok(key) => (key, None),
+                Err(e) => (base64(e.as_bytes()), Some(ValueEncoding::Base64)),
+            };
+            RangeItem {
+                key,
+                key_encoding,
+                value: embedded,
+                encoding,
+                content_type: value.content_type.to_string(),
+                offset: value.offset,
+            }
+        })
+        .collect();
+    Ok(Json(RangeResponse { items, next_cursor }))
+}

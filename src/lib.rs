@@ -1,0 +1,32 @@
+//! kvstore: a key-value store with an HTTP API whose source of truth is Kafka.
+//!
+//! Each topic is a single-partition, compacted Kafka topic. Every replica replays it into an
+//! in-memory ordered map and serves reads from memory; a write is produced to Kafka and
+//! answered once this replica has applied it.
+//!
+//! # Layout
+//!
+//! Data flows one way: HTTP handler -> [`writer`] (produce) -> [`kafka::replay`] -> [`store`]
+//! -> waiting writer wakes -> handler answers. Reads go handler -> [`store`].
+//!
+//! - [`config`]: the configuration and how its layers (defaults, file, env, flags) combine.
+//! - [`app`]: the shared state and the order of startup and shutdown.
+//! - [`http`]: the router, one module per resource, the OpenAPI document.
+//! - [`error`]: every client-visible error and its status code.
+//! - [`topics`]: attaching topics on first use and tracking their replay.
+//! - [`writer`]: the write path, produce then wait for the local apply.
+//! - [`store`]: the in-memory ordered map per topic; no I/O.
+//! - [`kafka`]: all rdkafka code: clients, topic admin, producer, replay loop.
+//! - [`metrics`]: metric names, descriptions and the HTTP middleware.
+//! - [`topic_name`]: Kafka's rules for topic names.
+
+pub mod app;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod kafka;
+pub mod metrics;
+pub mod store;
+pub mod topic_name;
+pub mod topics;
+pub mod writer;
