@@ -1,0 +1,39 @@
+# kvstore: build, run and test. `make help` lists the targets.
+
+CARGO ?= cargo
+TANSU = $(shell scripts/tansu.sh memory)
+
+.PHONY: help build run test lint unit-and-integration openapi broker clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-22s %s\n", $$1, $$2}'
+
+build: ## Build the release binary (target/release/kvstore)
+	$(CARGO) build --release --locked
+
+run: build ## Start a local Tansu broker and kvstore on http://127.0.0.1:8080
+	scripts/run.sh
+
+test: lint unit-and-integration ## Format check, clippy, then every test against a real broker
+
+lint: ## cargo fmt --check and clippy with warnings as errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+unit-and-integration: ## Unit tests, then the HTTP tests against Tansu
+	@tansu="$(TANSU)"; test -x "$$tansu" || { echo "no Tansu broker binary" >&2; exit 1; }; \
+	if $(CARGO) nextest --version >/dev/null 2>&1; then \
+	  KVSTORE_TEST_TANSU="$$tansu" $(CARGO) nextest run --locked --no-fail-fast; \
+	else \
+	  KVSTORE_TEST_TANSU="$$tansu" $(CARGO) test --locked --no-fail-fast; \
+	fi
+
+openapi: ## Regenerate openapi/openapi.json from the code
+	$(CARGO) run --quiet --locked -- openapi > openapi/openapi.json
+
+broker: ## Install the Tansu broker and print its path
+	@scripts/tansu.sh memory
+
+clean: ## Remove build output and local run data
+	$(CARGO) clean
+	rm -rf .run

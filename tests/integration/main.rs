@@ -1,0 +1,10 @@
+//! Black-box tests: real `kvstore` processes over HTTP against a real Kafka-compatible broker.
+
+mod common;
+
+mod batch;
+mod keys;
+mod operations;
+mod range;
+mod replication;
+mod topics;

@@ -1,0 +1,136 @@
+//! Health, readiness, metrics and the OpenAPI document.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+
+use crate::common::{Broker, Server, free_port, repo_path};
+
+#[tokio::test]
+async fn readiness_is_503_while_the_broker_is_down_and_writes_fail_fast() {
+    // Nothing listens on this port.
+    let server = Server::start(&format!("127.0.0.1:{}", free_port()));
+    let (status, body) = server.get_json("/healthz").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    server
+        .wait_readiness(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(5))
+        .await;
+    // Once the probe has seen the broker down, writes are refused at once.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (_, body) = server.get_json("/readyz").await;
+    assert_eq!(body["broker"], "down", "{body}");
+    let started = std::time::Instant::now();
+    let (status, body) = server.put("t", "k", "v", "text/plain").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["code"], "broker_unavailable");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn ready_once_the_broker_answers() {
+    let broker = Broker::start();
+    let server = Server::start(&broker.address());
+    server
+        .wait_readiness(StatusCode::OK, Duration::from_secs(10))
+        .await;
+    let (_, body) = server.get_json("/readyz").await;
+    assert_eq!(body["status"], "ready");
+    assert_eq!(body["broker"], "up");
+}
+
+#[tokio::test]
+async fn metrics_show_lag_0_after_catch_up() {
+    let broker = Broker::start();
+    let writer = Server::start(&broker.address());
+    let mut last = 0;
+    for i in 0..50 {
+        last = writer.put_ok("lagging", &format!("k{i}"), "v").await;
+    }
+    let reader = Server::start(&broker.address());
+    reader.wait_applied("lagging", last).await;
+    let text = metrics_text(&reader).await;
+    assert_eq!(
+        metric(&text, "kvstore_consumer_lag_records{topic=\"lagging\"}"),
+        0.0
+    );
+    assert_eq!(
+        metric(&text, "kvstore_topic_applied_offset{topic=\"lagging\"}"),
+        (last + 1) as f64
+    );
+    assert_eq!(
+        metric(&text, "kvstore_topic_end_offset{topic=\"lagging\"}"),
+        (last + 1) as f64
+    );
+    assert_eq!(metric(&text, "kvstore_topic_keys{topic=\"lagging\"}"), 50.0);
+
+    let text = metrics_text(&writer).await;
+    assert_eq!(
+        metric(
+            &text,
+            "kvstore_http_requests_total{method=\"PUT\",route=\"/v1/{topic}/keys/{*key}\",status=\"200\"}"
+        ),
+        50.0
+    );
+    assert_eq!(metric(&text, "kvstore_write_wait_seconds_count"), 50.0);
+    assert_eq!(metric(&text, "kvstore_broker_up"), 1.0);
+}
+
+async fn metrics_text(server: &Server) -> String {
+    server
+        .http()
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .expect("sent")
+        .text()
+        .await
+        .expect("body")
+}
+
+/// The value of the sample named exactly `series` (name and labels).
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("{series} missing from:\n{text}"))
+        .trim()
+        .parse()
+        .expect("a number")
+}
+
+#[tokio::test]
+async fn served_openapi_matches_the_checked_in_document() {
+    let broker = Broker::start();
+    let server = Server::start(&broker.address());
+    let (status, served) = server.get_json("/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    let path = repo_path("openapi/openapi.json");
+    let checked_in: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("openapi/openapi.json exists"))
+            .expect("valid JSON");
+    assert!(
+        served == checked_in,
+        "openapi/openapi.json is out of date: run `make openapi`"
+    );
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_get_json_errors() {
+    let broker = Broker::start();
+    let server = Server::start(&broker.address());
+    let (status, body) = server.get_json("/nope").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["error"]["code"], "route_not_found");
+    let response = server
+        .http()
+        .post(server.url("/v1/t/keys/k"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "method_not_allowed");
+}
