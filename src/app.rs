@@ -108,8 +108,10 @@ pub async fn run(
             stop_http.cancel();
         }
     });
-    let server = axum::serve(listener, http::router(state))
-        .with_graceful_shutdown(stop_http.clone().cancelled_owned());
+    let settings = http::server::ServerSettings {
+        header_read_timeout: config.http.header_read_timeout,
+    };
+    let server = http::server::serve(listener, http::router(state), settings, stop_http.clone());
     let grace = async {
         stop_http.cancelled().await;
         tokio::time::sleep(config.shutdown_timeout).await;

@@ -39,12 +39,27 @@ pub struct Config {
     pub log_format: LogFormat,
     /// A `tracing` filter such as `info` or `kvstore=debug,rdkafka=warn`. Default `info`.
     pub log_level: String,
+    /// How HTTP connections are treated.
+    pub http: HttpConfig,
     /// How topics are found, created and preloaded.
     pub topics: TopicsConfig,
     /// Size and count limits on requests and state.
     pub limits: LimitsConfig,
     /// Kafka client tuning.
     pub kafka: KafkaConfig,
+}
+
+/// How HTTP connections are treated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// How long a client may take to send a request's headers before its connection is
+    /// closed. Default `10s`.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// How long a client may take to send a request's body before it gets 408. Default `30s`.
+    #[serde(with = "humantime_serde")]
+    pub body_read_timeout: Duration,
 }
 
 /// How topics are found, created and preloaded.
@@ -128,9 +143,19 @@ impl Default for Config {
             shutdown_timeout: Duration::from_secs(30),
             log_format: LogFormat::Text,
             log_level: "info".to_owned(),
+            http: HttpConfig::default(),
             topics: TopicsConfig::default(),
             limits: LimitsConfig::default(),
             kafka: KafkaConfig::default(),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -212,13 +237,14 @@ pub enum ConfigError {
 impl Config {
     /// The top-level keys, so that unrelated `KVSTORE_*` variables (such as the client's
     /// `KVSTORE_URL`) are not mistaken for server settings.
-    const KEYS: [&'static str; 9] = [
+    const KEYS: [&'static str; 10] = [
         "listen",
         "brokers",
         "write_timeout",
         "shutdown_timeout",
         "log_format",
         "log_level",
+        "http",
         "topics",
         "limits",
         "kafka",
@@ -302,6 +328,8 @@ impl Config {
         let durations = [
             ("write_timeout", self.write_timeout),
             ("shutdown_timeout", self.shutdown_timeout),
+            ("http.header_read_timeout", self.http.header_read_timeout),
+            ("http.body_read_timeout", self.http.body_read_timeout),
             ("topics.attach_timeout", self.topics.attach_timeout),
             ("kafka.health_interval", self.kafka.health_interval),
             ("kafka.admin_timeout", self.kafka.admin_timeout),

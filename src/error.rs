@@ -79,6 +79,12 @@ pub enum ApiError {
     /// The request's content type is not one this endpoint reads.
     #[error("unsupported content type: {0}")]
     UnsupportedMediaType(String),
+    /// The request body ended early or could not be read.
+    #[error("could not read the request body: {0}")]
+    IncompleteBody(String),
+    /// The client did not send its body in time.
+    #[error("the request body did not arrive within {0:?}")]
+    BodyTimeout(Duration),
     /// A header is malformed.
     #[error("invalid header: {0}")]
     InvalidHeader(String),
@@ -121,6 +127,8 @@ impl ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             ApiError::InvalidHeader(_) => (StatusCode::BAD_REQUEST, "invalid_header"),
+            ApiError::IncompleteBody(_) => (StatusCode::BAD_REQUEST, "invalid_body"),
+            ApiError::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             ApiError::KeyNotFound { .. } => (StatusCode::NOT_FOUND, "key_not_found"),
             ApiError::RouteNotFound(_) => (StatusCode::NOT_FOUND, "route_not_found"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),

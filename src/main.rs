@@ -45,6 +45,9 @@ struct ServeArgs {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Test builds read fault-injection points from FAILPOINTS.
+    #[cfg(feature = "failpoints")]
+    let _failpoints = fail::FailScenario::setup();
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),

@@ -124,7 +124,14 @@ pub async fn write_batch(
     }
     let limits = &state.config.limits;
     let limit = limits.max_batch_bytes;
-    let body = read_body(&headers, body, limit, || ApiError::BodyTooLarge { limit }).await?;
+    let body = read_body(
+        &headers,
+        body,
+        limit,
+        state.config.http.body_read_timeout,
+        || ApiError::BodyTooLarge { limit },
+    )
+    .await?;
     let request: BatchRequest = serde_json::from_slice(&body).map_err(|e| match e.classify() {
         Category::Data => ApiError::InvalidRequest(e.to_string()),
         _ => ApiError::MalformedJson(e.to_string()),

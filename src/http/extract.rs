@@ -1,5 +1,7 @@
 //! Reading requests strictly: topic and key from the raw path, bounded bodies, content types.
 
+use std::time::Duration;
+
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Uri, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -88,12 +90,13 @@ pub fn check_key(key: &str, limits: &LimitsConfig) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Reads a body of at most `limit` bytes, refusing a larger declared `Content-Length` before
+/// Reads a body of at most `limit` bytes within `timeout`, refusing a larger declared `Content-Length` before
 /// reading anything and stopping a longer (or chunked) body as soon as it passes the limit.
 pub async fn read_body(
     headers: &HeaderMap,
     body: Body,
     limit: usize,
+    timeout: Duration,
     too_large: impl Fn() -> ApiError,
 ) -> Result<Bytes, ApiError> {
     let declared = headers
@@ -103,12 +106,13 @@ pub async fn read_body(
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(too_large());
     }
-    match Limited::new(body, limit).collect().await {
+    let collected = tokio::time::timeout(timeout, Limited::new(body, limit).collect())
+        .await
+        .map_err(|_| ApiError::BodyTimeout(timeout))?;
+    match collected {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error) if error.is::<LengthLimitError>() => Err(too_large()),
-        Err(error) => Err(ApiError::InvalidRequest(format!(
-            "could not read the request body: {error}"
-        ))),
+        Err(error) => Err(ApiError::IncompleteBody(error.to_string())),
     }
 }
 

@@ -135,7 +135,14 @@ pub async fn put_key(
     let (topic_name, key) = topic_and_key(&uri, limits)?;
     let content_type = content_type(&headers)?;
     let limit = limits.max_value_bytes;
-    let value = read_body(&headers, body, limit, || ApiError::ValueTooLarge { limit }).await?;
+    let value = read_body(
+        &headers,
+        body,
+        limit,
+        state.config.http.body_read_timeout,
+        || ApiError::ValueTooLarge { limit },
+    )
+    .await?;
     let record = OutgoingRecord {
         key: key.clone().into_bytes(),
         value: Some(value.to_vec()),

@@ -6,6 +6,7 @@
 //! - [`topics`]: `GET /v1/topics`
 //! - [`health`]: `/healthz`, `/readyz`, `/metrics`
 //! - [`extract`] and [`encoding`]: strict request parsing and values inside JSON.
+//! - [`server`]: the connection loop (header deadline, graceful stop).
 
 pub mod batch;
 pub mod encoding;
@@ -13,6 +14,7 @@ pub mod extract;
 pub mod health;
 pub mod keys;
 pub mod range;
+pub mod server;
 pub mod topics;
 
 use std::any::Any;
