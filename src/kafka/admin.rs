@@ -116,7 +116,7 @@ impl Kafka {
         let interval = self.config().kafka.health_interval;
         loop {
             let kafka = self.clone();
-            let timeout = interval.max(Duration::from_secs(1));
+            let timeout = interval.clamp(Duration::from_secs(1), self.config().kafka.admin_timeout);
             let reachable = tokio::task::spawn_blocking(move || {
                 // A metadata request for no particular topic lists the brokers.
                 kafka.inner.admin.inner().fetch_metadata(None, timeout)
@@ -134,12 +134,14 @@ impl Kafka {
                     tracing::info!(brokers = %self.config().brokers, "Kafka broker reachable")
                 }
                 (_, _) => {
-                    tracing::warn!(brokers = %self.config().brokers, "Kafka broker unreachable")
+                    tracing::warn!(brokers = %self.config().brokers, "Kafka broker unreachable");
+                    self.reset_producer();
                 }
             }
             tokio::select! {
                 () = cancel.cancelled() => return,
                 () = tokio::time::sleep(interval) => {}
+                () = self.inner.status.check_requested() => {}
             }
         }
     }
@@ -156,7 +158,7 @@ impl Kafka {
             )
         );
         if transport {
-            self.inner.status.set(Reachability::Down);
+            self.inner.status.request_check();
         }
         AdminError::Unavailable(error.to_string())
     }

@@ -25,9 +25,13 @@ use crate::config::Config;
 /// The record header that carries a value's content type.
 pub const CONTENT_TYPE_HEADER: &str = "content-type";
 
-/// Whether the broker answered lately, as last seen by the probe or a client error.
+/// Whether the broker answered lately. Only the probe ([`Kafka::probe_broker`]) decides;
+/// clients that lose their connections ask it to check at once.
 #[derive(Debug, Default)]
-pub struct BrokerStatus(AtomicU8);
+pub struct BrokerStatus {
+    reachability: AtomicU8,
+    recheck: tokio::sync::Notify,
+}
 
 /// What is known of the broker's reachability.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +47,7 @@ pub enum Reachability {
 impl BrokerStatus {
     /// The current reachability.
     pub fn get(&self) -> Reachability {
-        match self.0.load(Ordering::Relaxed) {
+        match self.reachability.load(Ordering::Relaxed) {
             1 => Reachability::Up,
             2 => Reachability::Down,
             _ => Reachability::Unknown,
@@ -57,7 +61,7 @@ impl BrokerStatus {
             Reachability::Up => 1,
             Reachability::Down => 2,
         };
-        match self.0.swap(value, Ordering::Relaxed) {
+        match self.reachability.swap(value, Ordering::Relaxed) {
             1 => Reachability::Up,
             2 => Reachability::Down,
             _ => Reachability::Unknown,
@@ -67,6 +71,16 @@ impl BrokerStatus {
     /// Whether the broker is known to be down.
     pub fn is_down(&self) -> bool {
         self.get() == Reachability::Down
+    }
+
+    /// Asks the probe to check now rather than at its next interval.
+    pub fn request_check(&self) {
+        self.recheck.notify_one();
+    }
+
+    /// Completes when someone asks for a check.
+    pub async fn check_requested(&self) {
+        self.recheck.notified().await;
     }
 }
 
@@ -108,10 +122,14 @@ impl ClientContext for KafkaContext {
             return;
         }
         if code == Some(RDKafkaErrorCode::AllBrokersDown) {
-            // The probe marks the broker up again once it answers.
-            if self.status.set(Reachability::Down) != Reachability::Down {
-                tracing::warn!(client = self.client, %reason, "all Kafka brokers are down");
-            }
+            // This client lost its connections; whether the broker is down is the probe's
+            // call (this event can also arrive late, after the broker is back).
+            tracing::debug!(client = self.client, %reason, "all broker connections down");
+            self.status.request_check();
+        } else if code == Some(RDKafkaErrorCode::BrokerTransportFailure) {
+            // Connection failures repeat while a broker is away; librdkafka logs them too.
+            tracing::debug!(client = self.client, %reason, "broker connection failed");
+            self.status.request_check();
         } else {
             tracing::warn!(client = self.client, %error, %reason, "Kafka client error");
         }
@@ -127,7 +145,9 @@ pub struct Kafka {
 }
 
 struct Inner {
-    producer: FutureProducer<KafkaContext>,
+    // Replaced when the broker goes down (see `reset_producer`); a std lock held only to
+    // clone or swap the handle.
+    producer: std::sync::RwLock<Arc<FutureProducer<KafkaContext>>>,
     admin: rdkafka::admin::AdminClient<KafkaContext>,
     status: Arc<BrokerStatus>,
     config: Arc<Config>,
@@ -146,12 +166,11 @@ impl Kafka {
     /// the broker is down; it fails only on invalid client configuration.
     pub fn new(config: Arc<Config>) -> KafkaResult<Kafka> {
         let status = Arc::new(BrokerStatus::default());
-        let producer = client_config(&config, producer::settings(&config))
-            .create_with_context(context(&status, "producer"))?;
+        let producer = producer::create(&config, context(&status, "producer"))?;
         let admin = client_config(&config, []).create_with_context(context(&status, "admin"))?;
         Ok(Kafka {
             inner: Arc::new(Inner {
-                producer,
+                producer: std::sync::RwLock::new(Arc::new(producer)),
                 admin,
                 status,
                 config,
@@ -192,6 +211,9 @@ fn client_config<'a>(
         // kvstore creates topics itself, with one partition and compaction; a broker-created
         // topic would get the broker's defaults.
         .set("allow.auto.create.topics", "false")
+        // Notice a returning broker within a second rather than librdkafka's default of up to
+        // ten: until then writes fail and readiness is down.
+        .set("reconnect.backoff.max.ms", "1000")
         .set("client.id", "kvstore");
     for (key, value) in settings {
         client.set(key, value);

@@ -3,11 +3,13 @@
 
 use std::future::Future;
 
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::FutureRecord;
+use std::sync::{Arc, PoisonError};
 
-use super::{CONTENT_TYPE_HEADER, Kafka};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer, PurgeConfig};
+
+use super::{CONTENT_TYPE_HEADER, Kafka, KafkaContext, client_config};
 use crate::config::Config;
 
 /// Room for a record's framing and headers on top of its key and value, used when sizing the
@@ -61,7 +63,53 @@ pub fn settings(config: &Config) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// A producer with [`settings`].
+pub(super) fn create(
+    config: &Config,
+    context: KafkaContext,
+) -> KafkaResult<FutureProducer<KafkaContext>> {
+    client_config(config, settings(config)).create_with_context(context)
+}
+
 impl Kafka {
+    fn producer(&self) -> Arc<FutureProducer<KafkaContext>> {
+        self.inner
+            .producer
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the producer with a fresh one and fails everything the old one still holds:
+    /// records not yet sent (not written: 503) and records sent but not acknowledged (outcome
+    /// unknown: 504). Called when the broker is found down, so that writes in flight fail
+    /// promptly instead of waiting out `write_timeout`, and so that the old producer does not
+    /// resend its unacknowledged batches to a restarted broker: some Kafka-compatible brokers
+    /// (Tansu 0.6 with SQLite storage) fail on such resends of an idempotent producer.
+    pub fn reset_producer(&self) {
+        let fresh = match create(self.config(), self.context("producer")) {
+            Ok(producer) => Arc::new(producer),
+            Err(error) => {
+                tracing::error!(%error, "could not create a new producer; keeping the old one");
+                return;
+            }
+        };
+        let old = std::mem::replace(
+            &mut *self
+                .inner
+                .producer
+                .write()
+                .unwrap_or_else(PoisonError::into_inner),
+            fresh,
+        );
+        tracing::info!("broker down: failing the writes in flight and starting a new producer");
+        // Purging and dropping wait on librdkafka's threads: keep that off the async workers.
+        tokio::task::spawn_blocking(move || {
+            old.purge(PurgeConfig::default().queue().inflight());
+            drop(old);
+        });
+    }
+
     /// Queues `record` for `topic`'s partition 0. Records queued one after another are written
     /// in that order. The returned future resolves to the record's offset.
     pub fn send(
@@ -85,8 +133,7 @@ impl Kafka {
             future_record = future_record.headers(headers);
         }
         let delivery = self
-            .inner
-            .producer
+            .producer()
             .send_result(future_record)
             .map_err(|(error, _)| classify(&error))?;
         Ok(async move {
@@ -102,8 +149,7 @@ impl Kafka {
 
     /// Waits up to `timeout` for queued records to be sent, at shutdown.
     pub fn flush(&self, timeout: std::time::Duration) {
-        use rdkafka::producer::Producer;
-        if let Err(error) = self.inner.producer.flush(timeout) {
+        if let Err(error) = self.producer().flush(timeout) {
             tracing::warn!(%error, "producer flush did not complete");
         }
     }
@@ -117,9 +163,14 @@ fn classify(error: &KafkaError) -> ProduceError {
             | RDKafkaErrorCode::InvalidMessageSize
             | RDKafkaErrorCode::MessageBatchTooLarge,
         ) => ProduceError::TooLarge(error.to_string()),
+        // Purged before it was sent: not written.
+        Some(RDKafkaErrorCode::PurgeQueue) => {
+            ProduceError::NotWritten("the broker went down before the write was sent".into())
+        }
         // The broker may have written the record and its answer was lost.
         Some(
-            RDKafkaErrorCode::MessageTimedOut
+            RDKafkaErrorCode::PurgeInflight
+            | RDKafkaErrorCode::MessageTimedOut
             | RDKafkaErrorCode::RequestTimedOut
             | RDKafkaErrorCode::OperationTimedOut,
         ) => ProduceError::Unknown(error.to_string()),
