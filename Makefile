@@ -3,7 +3,7 @@
 CARGO ?= cargo
 TANSU = $(shell scripts/tansu.sh memory)
 
-.PHONY: help build run test lint unit-and-integration openapi broker clean
+.PHONY: help build run test test-long lint unit-and-integration openapi broker clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-22s %s\n", $$1, $$2}'
@@ -18,14 +18,23 @@ test: lint unit-and-integration ## Format check, clippy, then every test against
 
 lint: ## cargo fmt --check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(CARGO) clippy --locked --all-targets --features failpoints -- -D warnings
+	$(CARGO) clippy --locked -- -D warnings
 
-unit-and-integration: ## Unit tests, then the HTTP tests against Tansu
+unit-and-integration: ## Unit and HTTP tests against Tansu (built with fault injection points)
 	@tansu="$(TANSU)"; test -x "$$tansu" || { echo "no Tansu broker binary" >&2; exit 1; }; \
 	if $(CARGO) nextest --version >/dev/null 2>&1; then \
-	  KVSTORE_TEST_TANSU="$$tansu" $(CARGO) nextest run --locked --no-fail-fast; \
+	  KVSTORE_TEST_TANSU="$$tansu" $(CARGO) nextest run --locked --no-fail-fast --features failpoints; \
 	else \
-	  KVSTORE_TEST_TANSU="$$tansu" $(CARGO) test --locked --no-fail-fast; \
+	  KVSTORE_TEST_TANSU="$$tansu" $(CARGO) test --locked --no-fail-fast --features failpoints; \
+	fi
+
+test-long: ## The slow fault tests (broker killed and restarted, SQLite storage; builds that broker once)
+	@export KVSTORE_TEST_TANSU="$(TANSU)" KVSTORE_TEST_TANSU_SQLITE="$$(scripts/tansu.sh sqlite)"; \
+	if $(CARGO) nextest --version >/dev/null 2>&1; then \
+	  $(CARGO) nextest run --locked --no-fail-fast --features failpoints --run-ignored only; \
+	else \
+	  $(CARGO) test --locked --no-fail-fast --features failpoints -- --ignored; \
 	fi
 
 openapi: ## Regenerate openapi/openapi.json from the code

@@ -143,6 +143,9 @@ impl Replay {
                 next = self.consumer.poll(Duration::ZERO);
             }
             let received = batch.len();
+            // Fault injection for tests: delay or break the replay (`FAILPOINTS=replay-apply=...`).
+            #[cfg(feature = "failpoints")]
+            fail::fail_point!("replay-apply", received > 0, |_| {});
             if received > 0 {
                 let applied = self.topic.store().apply_all(batch.drain(..));
                 applied_total += applied as u64;

@@ -3,6 +3,8 @@
 mod common;
 
 mod batch;
+mod faults;
+mod hostile;
 mod keys;
 mod operations;
 mod range;

@@ -68,16 +68,41 @@ impl Broker {
 
     /// A broker with the given binary, storage URL and working directory.
     pub fn start_with(binary: PathBuf, storage: String, workdir: PathBuf) -> Broker {
-        let mut broker = Broker {
+        let mut broker = Broker::stopped(binary, storage, workdir);
+        broker.restart();
+        broker
+    }
+
+    /// An in-memory broker with a port reserved but not started: `restart` starts it.
+    pub fn not_started() -> Broker {
+        Broker::stopped(
+            tansu_binary(),
+            "memory://tansu/".into(),
+            std::env::temp_dir(),
+        )
+    }
+
+    /// A broker with SQLite storage in `workdir`, which survives a restart. The binary comes
+    /// from `KVSTORE_TEST_TANSU_SQLITE` (set by `make test-long`).
+    pub fn start_persistent(workdir: &Path) -> Broker {
+        let binary = match std::env::var_os("KVSTORE_TEST_TANSU_SQLITE") {
+            Some(path) => PathBuf::from(path),
+            None => panic!(
+                "KVSTORE_TEST_TANSU_SQLITE is not set: run these tests with `make test-long`"
+            ),
+        };
+        Broker::start_with(binary, "sqlite://tansu.db".into(), workdir.to_path_buf())
+    }
+
+    fn stopped(binary: PathBuf, storage: String, workdir: PathBuf) -> Broker {
+        Broker {
             child: None,
             producer: std::sync::OnceLock::new(),
             port: free_port(),
             storage,
             workdir,
             binary,
-        };
-        broker.restart();
-        broker
+        }
     }
 
     /// `host:port` for clients.
@@ -197,7 +222,7 @@ fn wait_for_port(port: u16, timeout: Duration) {
 
 /// A `kvstore serve` process, killed on drop; its log is kept for failure messages.
 pub struct Server {
-    child: Option<Child>,
+    child: Mutex<Option<Child>>,
     base: String,
     log: Arc<Mutex<Vec<String>>>,
     client: reqwest::Client,
@@ -284,7 +309,7 @@ impl Server {
             }
         };
         Server {
-            child: Some(child),
+            child: Mutex::new(Some(child)),
             base: format!("http://{address}"),
             log,
             client: reqwest::Client::builder()
@@ -474,31 +499,60 @@ impl Server {
         }
     }
 
-    /// Sends SIGTERM and waits for the process to exit; returns whether it exited in time.
-    pub fn terminate(&mut self, timeout: Duration) -> bool {
-        let Some(mut child) = self.child.take() else {
-            return true;
+    /// Waits until `/readyz` reports the broker as `state` (`up`, `down`).
+    pub async fn wait_broker(&self, state: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (_, body) = self.get_json("/readyz").await;
+            if body["broker"] == state {
+                return;
+            }
+            assert!(Instant::now() < deadline, "broker not {state}: {body}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Sends SIGTERM; returns whether the signal was delivered.
+    pub fn signal_terminate(&self) -> bool {
+        let pid = match self.child.lock().expect("child").as_ref() {
+            Some(child) => child.id(),
+            None => return false,
         };
-        let _ = Command::new("kill")
+        Command::new("kill")
             .arg("-TERM")
-            .arg(child.id().to_string())
-            .status();
+            .arg(pid.to_string())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// Waits up to `timeout` for the process to exit; kills it if it does not. Returns whether
+    /// it exited by itself.
+    pub fn wait_exit(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
+            if let Some(child) = self.child.lock().expect("child").as_mut()
+                && let Ok(Some(_)) = child.try_wait()
+            {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        let _ = child.kill();
-        let _ = child.wait();
+        if let Some(mut child) = self.child.lock().expect("child").take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
         false
+    }
+
+    /// Sends SIGTERM and waits for the process to exit; returns whether it exited in time.
+    pub fn terminate(&self, timeout: Duration) -> bool {
+        self.signal_terminate() && self.wait_exit(timeout)
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
+        if let Some(mut child) = self.child.lock().expect("child").take() {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -534,4 +588,37 @@ pub fn topic(prefix: &str) -> String {
 /// The path of a file in the repository.
 pub fn repo_path(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+/// A response read off a raw socket.
+#[derive(Debug)]
+pub struct RawResponse {
+    /// The status code, or 0 if the server closed the connection without answering.
+    pub status: u16,
+    /// Everything after the headers.
+    pub body: String,
+}
+
+/// Sends `request` as raw bytes (for requests an HTTP client would refuse or normalise) and
+/// reads the response until the server closes the connection or `timeout` passes.
+pub fn raw_request(base: &str, request: &[u8], timeout: Duration) -> RawResponse {
+    use std::io::{Read, Write};
+    let address = base.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(address).expect("connect");
+    stream.set_read_timeout(Some(timeout)).expect("timeout");
+    // The server may answer (e.g. 413) and close before reading everything we send.
+    let _ = stream.write_all(request);
+    let mut received = Vec::new();
+    let _ = stream.read_to_end(&mut received);
+    let text = String::from_utf8_lossy(&received).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    RawResponse { status, body }
 }

@@ -1,0 +1,386 @@
+//! Faults: the broker down at startup or killed under load, applies that come too late, a
+//! replay loop that dies, SIGTERM under load, and the bounds on waiting writes and topics.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+
+use crate::common::{Broker, Server, ServerOptions};
+
+/// What one write under load got.
+#[derive(Debug, Clone)]
+struct Outcome {
+    key: String,
+    value: String,
+    /// The HTTP status, or `None` if the request failed at the connection.
+    status: Option<StatusCode>,
+    offset: Option<i64>,
+}
+
+/// Writers putting unique keys as fast as they can until `stop`.
+async fn write_until(
+    server: &Arc<Server>,
+    topic: &'static str,
+    writers: usize,
+    stop: Arc<AtomicBool>,
+) -> Vec<Outcome> {
+    let mut tasks = Vec::new();
+    for writer in 0..writers {
+        let server = server.clone();
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut outcomes = Vec::new();
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let key = format!("w{writer}-{n}");
+                let value = format!("value of {key}");
+                n += 1;
+                let sent = server
+                    .http()
+                    .put(server.key_url(topic, &key))
+                    .body(value.clone())
+                    .timeout(Duration::from_secs(30))
+                    .send()
+                    .await;
+                let (status, offset) = match sent {
+                    Ok(response) => {
+                        let status = response.status();
+                        let body: serde_json::Value =
+                            response.json().await.unwrap_or(serde_json::Value::Null);
+                        (Some(status), body["offset"].as_i64())
+                    }
+                    Err(_) => {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        (None, None)
+                    }
+                };
+                if status.is_some_and(|s| !s.is_success()) {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                outcomes.push(Outcome {
+                    key,
+                    value,
+                    status,
+                    offset,
+                });
+            }
+            outcomes
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.expect("writer finished"));
+    }
+    all
+}
+
+/// Every acknowledged write is readable on `server` with its value and offset.
+async fn assert_acknowledged_present(server: &Server, topic: &str, outcomes: &[Outcome]) {
+    let acknowledged: Vec<&Outcome> = outcomes
+        .iter()
+        .filter(|o| o.status.is_some_and(|s| s.is_success()))
+        .collect();
+    assert!(!acknowledged.is_empty(), "some writes succeeded");
+    let items = server.dump(topic, "", 1000).await;
+    let stored: std::collections::HashMap<&str, (&str, i64)> = items
+        .iter()
+        .map(|i| {
+            (
+                i["key"].as_str().expect("key"),
+                (
+                    i["value"].as_str().expect("text value"),
+                    i["offset"].as_i64().expect("offset"),
+                ),
+            )
+        })
+        .collect();
+    for write in acknowledged {
+        let (value, offset) = stored
+            .get(write.key.as_str())
+            .unwrap_or_else(|| panic!("acknowledged write {} is lost", write.key));
+        assert_eq!(*value, write.value, "{}", write.key);
+        assert_eq!(Some(*offset), write.offset, "{}", write.key);
+    }
+}
+
+#[tokio::test]
+async fn broker_down_at_startup_then_up() {
+    let mut broker = Broker::not_started();
+    let server = Server::start(&broker.address());
+    server.wait_broker("down", Duration::from_secs(10)).await;
+    let (status, _) = server.get_json("/readyz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let started = Instant::now();
+    let (status, body) = server.put("late", "k", "v", "text/plain").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["code"], "broker_unavailable");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "503 took {:?}",
+        started.elapsed()
+    );
+
+    broker.restart();
+    server
+        .wait_readiness(StatusCode::OK, Duration::from_secs(30))
+        .await;
+    server.put_ok("late", "k", "v").await;
+    assert_eq!(server.get("late", "k").await.2, b"v");
+}
+
+#[cfg(feature = "failpoints")]
+#[tokio::test]
+async fn a_write_not_applied_in_time_gets_504_within_the_write_timeout() {
+    let broker = Broker::start();
+    broker.create_topic("slow", 1).await;
+    let server = Server::start_with(
+        &broker.address(),
+        ServerOptions::default()
+            .env("KVSTORE_WRITE_TIMEOUT", "1s")
+            .env("FAILPOINTS", "replay-apply=sleep(4000)"),
+    );
+    // Attach the empty topic (no records to apply, so no delay yet).
+    assert_eq!(server.get("slow", "k").await.0, StatusCode::NOT_FOUND);
+    // A record this replica has not applied yet precedes the write.
+    broker.produce("slow", b"other", Some(b"x")).await;
+    let started = Instant::now();
+    let (status, body) = server.put("slow", "k", "v", "text/plain").await;
+    let took = started.elapsed();
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
+    assert_eq!(body["error"]["code"], "write_timeout");
+    let message = body["error"]["message"].as_str().expect("message");
+    assert!(message.contains("may still apply"), "{message}");
+    assert!(
+        took < Duration::from_millis(2500),
+        "504 after {took:?}, write_timeout is 1s"
+    );
+    // It did apply in the end.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while server.get("slow", "k").await.0 != StatusCode::OK {
+        assert!(
+            Instant::now() < deadline,
+            "the timed-out write never applied"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[cfg(feature = "failpoints")]
+#[tokio::test]
+async fn a_dead_replay_loop_takes_readiness_down() {
+    let broker = Broker::start();
+    broker.create_topic("doomed", 1).await;
+    let server = Server::start_with(
+        &broker.address(),
+        ServerOptions::default()
+            .env("KVSTORE_WRITE_TIMEOUT", "2s")
+            .env("FAILPOINTS", "replay-apply=panic"),
+    );
+    assert_eq!(server.get("doomed", "k").await.0, StatusCode::NOT_FOUND);
+    server
+        .wait_readiness(StatusCode::OK, Duration::from_secs(10))
+        .await;
+    broker.produce("doomed", b"k", Some(b"v")).await;
+    server
+        .wait_readiness(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(10))
+        .await;
+    let (_, body) = server.get_json("/readyz").await;
+    assert_eq!(body["pending_topics"][0], "doomed", "{body}");
+    assert!(
+        server.log().contains("replay loop stopped unexpectedly"),
+        "{}",
+        server.log()
+    );
+    // Requests say so rather than serve what the dead loop left behind.
+    let (status, body) = server.get_json("/v1/doomed/keys/k").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["code"], "topic_unavailable");
+    // The server itself keeps answering.
+    assert_eq!(server.get_json("/healthz").await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn sigterm_under_load_loses_no_acknowledged_write() {
+    let broker = Broker::start();
+    let server = Arc::new(Server::start(&broker.address()));
+    server.put_ok("term", "warm-up", "v").await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let server = server.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move { write_until(&server, "term", 16, stop).await })
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let signalled = server.signal_terminate();
+    let exit_started = Instant::now();
+    let exited = tokio::task::spawn_blocking({
+        let server = server.clone();
+        move || server.wait_exit(Duration::from_secs(15))
+    })
+    .await
+    .expect("waited");
+    assert!(signalled, "SIGTERM was delivered");
+    assert!(exited, "the process exits within the shutdown timeout");
+    assert!(exit_started.elapsed() < Duration::from_secs(15));
+    stop.store(true, Ordering::Relaxed);
+    let outcomes = load.await.expect("load finished");
+    for outcome in &outcomes {
+        if let Some(status) = outcome.status {
+            assert!(
+                status.is_success() || status.is_server_error(),
+                "{}: {status}",
+                outcome.key
+            );
+        }
+    }
+    // A fresh replica finds every acknowledged write in the log.
+    let replica = Server::start(&broker.address());
+    assert_acknowledged_present(&replica, "term", &outcomes).await;
+}
+
+#[cfg(feature = "failpoints")]
+#[tokio::test]
+async fn waiting_writes_and_topics_are_bounded() {
+    let broker = Broker::start();
+    broker.create_topic("busy", 1).await;
+    let server = Arc::new(Server::start_with(
+        &broker.address(),
+        ServerOptions::default()
+            .env("KVSTORE_LIMITS__MAX_PENDING_WRITES", "2")
+            .env("KVSTORE_LIMITS__MAX_TOPICS", "2")
+            .env("KVSTORE_WRITE_TIMEOUT", "10s")
+            .env("FAILPOINTS", "replay-apply=sleep(1500)"),
+    ));
+    assert_eq!(server.get("busy", "k").await.0, StatusCode::NOT_FOUND);
+    let mut writes = Vec::new();
+    for i in 0..8 {
+        let server = server.clone();
+        writes.push(tokio::spawn(async move {
+            server
+                .put("busy", &format!("k{i}"), "v", "text/plain")
+                .await
+        }));
+    }
+    let mut statuses = Vec::new();
+    for write in writes {
+        let (status, body) = write.await.expect("write finished");
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(body["error"]["code"], "overloaded");
+        }
+        statuses.push(status);
+    }
+    let overloaded = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    let applied = statuses.iter().filter(|s| s.is_success()).count();
+    assert!(overloaded >= 1, "{statuses:?}");
+    assert!(applied >= 1, "{statuses:?}");
+    assert_eq!(overloaded + applied, 8, "{statuses:?}");
+
+    server.put_ok("second", "k", "v").await;
+    let (status, body) = server.put("third", "k", "v", "text/plain").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["code"], "too_many_topics");
+}
+
+#[tokio::test]
+async fn range_pages_are_bounded_by_items_and_bytes() {
+    let broker = Broker::start();
+    let server = Server::start_with(
+        &broker.address(),
+        ServerOptions::default().env("KVSTORE_LIMITS__MAX_RANGE_BYTES", "20000"),
+    );
+    let value = "x".repeat(1000);
+    for chunk in 0..10 {
+        let ops: Vec<serde_json::Value> = (0..500)
+            .map(|i| serde_json::json!({"op": "put", "key": format!("k{chunk}-{i:03}"), "value": value}))
+            .collect();
+        let (status, body) = server
+            .batch("wide", &serde_json::json!({ "ops": ops }))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let (_, body) = server.get_json("/v1/wide/range?limit=100000").await;
+    let items = body["items"].as_array().expect("items");
+    assert!(
+        items.len() <= 21,
+        "a page holds about max_range_bytes of data, got {} items",
+        items.len()
+    );
+    assert!(body["next_cursor"].is_string());
+    assert_eq!(server.dump("wide", "", 1000).await.len(), 5000);
+}
+
+#[tokio::test]
+#[ignore = "needs the SQLite Tansu broker; run with make test-long"]
+async fn broker_killed_under_load_and_restarted_loses_nothing() {
+    let dir = tempdir();
+    let mut broker = Broker::start_persistent(&dir);
+    let server = Arc::new(Server::start_with(
+        &broker.address(),
+        ServerOptions::default().env("KVSTORE_WRITE_TIMEOUT", "3s"),
+    ));
+    server.put_ok("crash", "warm-up", "v").await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let server = server.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move { write_until(&server, "crash", 8, stop).await })
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    broker.stop();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    server
+        .wait_readiness(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(10))
+        .await;
+    broker.restart();
+    server
+        .wait_readiness(StatusCode::OK, Duration::from_secs(60))
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    let outcomes = load.await.expect("load finished");
+
+    let failed = outcomes
+        .iter()
+        .filter(|o| !o.status.is_some_and(|s| s.is_success()))
+        .count();
+    for outcome in &outcomes {
+        let status = outcome.status.expect("the server kept answering");
+        assert!(
+            status.is_success()
+                || status == StatusCode::SERVICE_UNAVAILABLE
+                || status == StatusCode::GATEWAY_TIMEOUT,
+            "{}: {status}",
+            outcome.key
+        );
+    }
+    assert!(failed > 0, "the outage was noticed");
+    // Writes work again without restarting the service.
+    let after = server.put_ok("crash", "after", "v").await;
+    server.wait_applied("crash", after).await;
+    assert_acknowledged_present(&server, "crash", &outcomes).await;
+
+    // The log itself holds every acknowledged write: a fresh replica agrees.
+    let replica = Server::start(&broker.address());
+    assert_acknowledged_present(&replica, "crash", &outcomes).await;
+    replica.wait_applied("crash", after).await;
+    assert_eq!(
+        server.dump("crash", "", 1000).await,
+        replica.dump("crash", "", 1000).await,
+        "nothing skipped or applied twice"
+    );
+}
+
+fn tempdir() -> std::path::PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let dir = std::env::temp_dir().join(format!("kvstore-test-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
