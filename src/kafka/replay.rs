@@ -61,7 +61,10 @@ impl Kafka {
             client_config(self.config(), settings(self.config()))
                 .create_with_context(self.context("consumer"))?;
         let mut assignment = TopicPartitionList::new();
-        assignment.add_partition_offset(topic.name(), 0, Offset::Beginning)?;
+        // Offset 0 rather than Offset::Beginning: the latter makes librdkafka look the start up
+        // first, and it waits 500 ms to do so while the partition's leader is not yet known. If
+        // the log no longer starts at 0, `auto.offset.reset=earliest` moves to its start.
+        assignment.add_partition_offset(topic.name(), 0, Offset::Offset(0))?;
         consumer.assign(&assignment)?;
         let topic_cstr = CString::new(topic.name())
             .map_err(|_| KafkaError::ClientCreation("topic name contains a NUL byte".into()))?;
