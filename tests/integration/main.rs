@@ -4,8 +4,10 @@ mod common;
 
 mod batch;
 mod faults;
+mod history;
 mod hostile;
 mod keys;
+mod model;
 mod operations;
 mod range;
 mod replication;
