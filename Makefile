@@ -3,7 +3,7 @@
 CARGO ?= cargo
 TANSU = $(shell scripts/tansu.sh memory)
 
-.PHONY: help build run test test-long lint unit-and-integration openapi broker clean
+.PHONY: help build run test test-long lint unit-and-integration check-deploy openapi broker clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-22s %s\n", $$1, $$2}'
@@ -36,6 +36,9 @@ test-long: ## The slow fault tests (broker killed and restarted, SQLite storage;
 	else \
 	  $(CARGO) test --locked --no-fail-fast --features failpoints -- --ignored; \
 	fi
+
+check-deploy: ## Validate Dockerfile, compose, Prometheus, Grafana and Helm files (no Docker needed)
+	scripts/check-deploy.sh
 
 openapi: ## Regenerate openapi/openapi.json from the code
 	$(CARGO) run --quiet --locked -- openapi > openapi/openapi.json

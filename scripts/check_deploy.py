@@ -1,0 +1,605 @@
+#!/usr/bin/env python3
+"""The checks behind `make check-deploy` (run through scripts/check-deploy.sh, which installs
+the tools). Each check prints `ok`, `FAIL` (with the reasons) or `skip`; any FAIL makes the
+exit status 1. Rendered Helm manifests are left in target/check-deploy/ for inspection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import helm_python as helm
+import kubernetes_validate.utils as kv
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+CHART = ROOT / "helm" / "kvstore"
+RENDER_DIR = ROOT / "target" / "check-deploy"
+COMPOSE = ROOT / "docker-compose.yml"
+PROMETHEUS_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+GRAFANA = ROOT / "deploy" / "grafana"
+DASHBOARD = GRAFANA / "dashboards" / "kvstore.json"
+# Kinds without a schema in kubernetes-validate (custom resources) that the chart may render.
+CUSTOM_KINDS = {"ServiceMonitor"}
+# What a kvstore built without OpenSSL answers to TLS or SCRAM settings.
+NO_OPENSSL = "OpenSSL not available at build time"
+
+
+class Failed(Exception):
+    """A check found problems; the message lists them."""
+
+
+class Skipped(Exception):
+    """A check could not run here; the message says why."""
+
+
+class Checks:
+    def __init__(self) -> None:
+        self.passed = 0
+        self.failed = 0
+        self.skipped = 0
+        self.warnings: list[str] = []
+
+    def run(self, name: str, check, *args) -> None:
+        started = time.monotonic()
+        try:
+            note = check(*args)
+        except Skipped as skip:
+            self.skipped += 1
+            print(f"skip  {name}: {skip}", flush=True)
+            return
+        except Failed as failure:
+            self.failed += 1
+            print(f"FAIL  {name}", flush=True)
+            for line in str(failure).splitlines():
+                print(f"      {line}", flush=True)
+            return
+        except Exception as error:  # a crash in a check is a failure, not a pass
+            self.failed += 1
+            print(f"FAIL  {name}: {type(error).__name__}: {error}", flush=True)
+            return
+        self.passed += 1
+        took = time.monotonic() - started
+        print(f"ok    {name} ({took:.1f}s){': ' + note if note else ''}", flush=True)
+
+
+def fail_if(problems: list[str]) -> None:
+    if problems:
+        raise Failed("\n".join(problems))
+
+
+def run(command: list[str], **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(command, capture_output=True, text=True, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------
+# Metrics: what the service exports, per src/metrics.rs, and what README documents.
+
+
+def service_metrics() -> dict[str, str]:
+    """Metric name -> counter/gauge/histogram, from the constants and describe_* calls."""
+    source = (ROOT / "src" / "metrics.rs").read_text()
+    constants = dict(re.findall(r'pub const (\w+): &str = "(\w+)";', source))
+    kinds: dict[str, str] = {}
+    for kind, constant in re.findall(r"describe_(counter|gauge|histogram)!\(\s*(\w+)", source):
+        if constant in constants:
+            kinds[constants[constant]] = kind
+    if not kinds:
+        raise Failed("found no described metrics in src/metrics.rs")
+    return kinds
+
+
+def documented_metrics() -> set[str]:
+    readme = (ROOT / "README.md").read_text()
+    return set(re.findall(r"^\| `(kvstore_\w+)` \|", readme, flags=re.MULTILINE))
+
+
+def series_metric(series: str, kinds: dict[str, str]) -> str | None:
+    """The metric a series name belongs to (histograms export _bucket, _sum and _count)."""
+    if series in kinds and kinds[series] != "histogram":
+        return series
+    for suffix in ("_bucket", "_sum", "_count"):
+        base = series.removesuffix(suffix)
+        if base != series and kinds.get(base) == "histogram":
+            return base
+    return None
+
+
+# ---------------------------------------------------------------------------------------
+# docker-compose.yml
+
+
+def load_compose() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def kvstore_services(compose: dict) -> dict[str, dict]:
+    return {name: svc for name, svc in compose["services"].items() if "build" in svc}
+
+
+def check_compose_schema(check_jsonschema: str) -> str:
+    result = run([check_jsonschema, "--builtin-schema", "vendor.compose-spec", str(COMPOSE)])
+    if result.returncode != 0:
+        raise Failed((result.stdout + result.stderr).strip())
+    return "Compose specification schema"
+
+
+def harness_settings() -> dict[str, str]:
+    """The KVSTORE_* settings the integration tests start every kvstore with."""
+    harness = ROOT / "tests" / "integration" / "common" / "mod.rs"
+    settings = dict(re.findall(r'\.env\("(KVSTORE_\w+)",\s*"([^"]*)"\)', harness.read_text()))
+    if not settings:
+        raise Failed(f"found no .env(\"KVSTORE_...\", ...) settings in {harness.relative_to(ROOT)}")
+    return settings
+
+
+def check_compose_wiring() -> str:
+    compose = load_compose()
+    services = compose["services"]
+    problems = []
+    replicas = kvstore_services(compose)
+    if len(replicas) != 2:
+        problems.append(f"expected two kvstore services (with build:), found {sorted(replicas)}")
+    kafka = services.get("kafka")
+    if kafka is None:
+        raise Failed("no kafka service")
+    env = kafka.get("environment", {})
+    if str(env.get("KAFKA_AUTO_CREATE_TOPICS_ENABLE")).lower() != "false":
+        problems.append("kafka: KAFKA_AUTO_CREATE_TOPICS_ENABLE must be false (kvstore creates topics)")
+    if "healthcheck" not in kafka:
+        problems.append("kafka: no healthcheck")
+    listeners = env.get("KAFKA_ADVERTISED_LISTENERS", "")
+    tests = harness_settings()
+    published = set()
+    for name, svc in replicas.items():
+        depends = svc.get("depends_on", {})
+        if not isinstance(depends, dict) or depends.get("kafka", {}).get("condition") != "service_healthy":
+            problems.append(f"{name}: must depend on kafka with condition service_healthy")
+        svc_env = svc.get("environment", {})
+        brokers = svc_env.get("KVSTORE_BROKERS", "")
+        for broker in brokers.split(","):
+            if f"//{broker}" not in listeners:
+                problems.append(f"{name}: KVSTORE_BROKERS {broker} is not an advertised Kafka listener")
+        for key, value in tests.items():
+            if str(svc_env.get(key)) != value:
+                problems.append(f"{name}: {key} is {svc_env.get(key)!r}; the tests use {value!r}")
+        for port in svc.get("ports", []):
+            published.add(str(port).split(":")[0].strip('"'))
+    if published != {"8080", "8081"}:
+        problems.append(f"kvstore replicas publish {sorted(published)}, not 8080 and 8081")
+    for name, svc in services.items():
+        for volume in svc.get("volumes", []):
+            source = str(volume).split(":")[0]
+            if source.startswith(".") and not (ROOT / source).exists():
+                problems.append(f"{name}: mounts {source}, which does not exist")
+    fail_if(problems)
+    return f"replicas {', '.join(sorted(replicas))} match the tests' {', '.join(sorted(tests))}"
+
+
+# ---------------------------------------------------------------------------------------
+# Prometheus
+
+
+def check_prometheus_config(promtool: str) -> str:
+    result = run([promtool, "check", "config", str(PROMETHEUS_CONFIG)])
+    if result.returncode != 0:
+        raise Failed((result.stdout + result.stderr).strip())
+    compose = load_compose()
+    expected = {f"{name}:8080" for name in kvstore_services(compose)}
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    targets = {
+        target
+        for job in config["scrape_configs"]
+        if job["job_name"] == "kvstore"
+        for static in job.get("static_configs", [])
+        for target in static["targets"]
+    }
+    if targets != expected:
+        raise Failed(f"job kvstore scrapes {sorted(targets)}; the compose replicas are {sorted(expected)}")
+    return f"promtool check config; scrapes {', '.join(sorted(targets))}"
+
+
+# ---------------------------------------------------------------------------------------
+# Grafana
+
+
+GRAFANA_VARIABLES = {
+    "$__rate_interval": "5m",
+    "$__interval": "1m",
+    "$__range": "1h",
+}
+
+
+def promql(expr: str) -> str:
+    """A dashboard expression with Grafana's variables replaced, so promtool can parse it."""
+    for variable, value in GRAFANA_VARIABLES.items():
+        expr = expr.replace(variable, value)
+    return re.sub(r"\$\{?\w+\}?", ".*", expr)
+
+
+def dashboard_expressions(dashboard: dict) -> list[tuple[str, str]]:
+    """(where, PromQL) for every panel target and every query variable's selector."""
+    found = []
+    for panel in dashboard["panels"]:
+        for target in panel.get("targets", []):
+            found.append((f"panel {panel['title']!r} {target['refId']}", target["expr"]))
+    for variable in dashboard.get("templating", {}).get("list", []):
+        if variable.get("type") != "query":
+            continue
+        query = variable["query"]["query"] if isinstance(variable["query"], dict) else variable["query"]
+        match = re.fullmatch(r"label_values\((.+),\s*(\w+)\)", query)
+        if not match:
+            raise Failed(f"variable {variable['name']}: cannot read query {query!r}")
+        found.append((f"variable {variable['name']}", match.group(1)))
+    return found
+
+
+def check_grafana(promtool: str) -> str:
+    problems = []
+    dashboard = json.loads(DASHBOARD.read_text())
+    kinds = service_metrics()
+    documented = documented_metrics()
+    expressions = dashboard_expressions(dashboard)
+    used = set()
+    for where, expr in expressions:
+        for series in set(re.findall(r"\b(kvstore_\w+)", expr)):
+            metric = series_metric(series, kinds)
+            if metric is None:
+                problems.append(f"{where}: {series} is not a metric of src/metrics.rs")
+            elif metric not in documented:
+                problems.append(f"{where}: {metric} is not in README's metrics table")
+            else:
+                used.add(metric)
+        # Every selector must be one of kvstore's metrics.
+        for name in re.findall(r"\b([a-zA-Z_:][\w:]*)\s*\{", expr):
+            if not name.startswith("kvstore_"):
+                problems.append(f"{where}: selects {name}, which kvstore does not export")
+    for panel in dashboard["panels"]:
+        if panel.get("type") != "row" and panel.get("datasource", {}).get("uid") != "${datasource}":
+            problems.append(f"panel {panel['title']!r}: data source is not ${{datasource}}")
+    required = {
+        "kvstore_consumer_lag_records",
+        "kvstore_write_wait_seconds",
+        "kvstore_http_requests_total",
+        "kvstore_topic_keys",
+        "kvstore_topic_bytes",
+    }
+    if missing := required - used:
+        problems.append(f"no panel shows {', '.join(sorted(missing))}")
+    # promtool parses PromQL only in rule files: one recording rule per expression.
+    rules = {
+        "groups": [
+            {
+                "name": "dashboard",
+                "rules": [
+                    {"record": f"kvstore_dashboard:expr_{i}", "expr": promql(expr)}
+                    for i, (_, expr) in enumerate(expressions)
+                ],
+            }
+        ]
+    }
+    with tempfile.NamedTemporaryFile("w", suffix=".yml") as file:
+        yaml.safe_dump(rules, file)
+        file.flush()
+        result = run([promtool, "check", "rules", file.name])
+    if result.returncode != 0:
+        problems.append("PromQL does not parse:\n" + (result.stdout + result.stderr).strip())
+    # Provisioning: the data source and the dashboards folder must match docker-compose.yml.
+    datasources = yaml.safe_load((GRAFANA / "provisioning/datasources/prometheus.yml").read_text())
+    providers = yaml.safe_load((GRAFANA / "provisioning/dashboards/kvstore.yml").read_text())
+    compose = load_compose()
+    grafana_mounts = {
+        str(v).split(":")[0]: str(v).split(":")[1] for v in compose["services"]["grafana"]["volumes"]
+    }
+    if providers["providers"][0]["options"]["path"] != grafana_mounts.get("./deploy/grafana/dashboards"):
+        problems.append("the dashboard provider's path is not where docker-compose.yml mounts deploy/grafana/dashboards")
+    url = datasources["datasources"][0]["url"]
+    if url != "http://prometheus:9090":
+        problems.append(f"the Prometheus data source points at {url}, not the compose service")
+    fail_if(problems)
+    return f"{len(expressions)} queries over {len(used)} metrics parse and exist"
+
+
+# ---------------------------------------------------------------------------------------
+# Helm
+
+
+def chart_kube_versions() -> list[str]:
+    """The oldest Kubernetes the chart declares and the newest kubernetes-validate knows."""
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    match = re.search(r">=\s*v?(\d+\.\d+)", chart.get("kubeVersion", ""))
+    if not match:
+        raise Failed("Chart.yaml has no kubeVersion lower bound")
+    oldest, newest = match.group(1), kv.major_minor(kv.latest_version())
+    return [oldest] if oldest == newest else [oldest, newest]
+
+
+def value_sets() -> list[tuple[str, dict | None]]:
+    sets: list[tuple[str, dict | None]] = [("defaults", None)]
+    for path in sorted((CHART / "ci").glob("*.yaml")):
+        sets.append((path.stem, yaml.safe_load(path.read_text())))
+    return sets
+
+
+def check_chart_version() -> str:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    cargo = re.search(r'^version = "([^"]+)"', (ROOT / "Cargo.toml").read_text(), re.MULTILINE)
+    if not cargo or chart["appVersion"] != cargo.group(1):
+        raise Failed(f"Chart.yaml appVersion {chart['appVersion']} is not Cargo.toml's version")
+    return f"appVersion {chart['appVersion']}"
+
+
+def check_helm_lint(name: str, values: dict | None, versions: list[str]) -> str:
+    problems = []
+    for version in versions:
+        report = helm.lint(str(CHART), values, strict=True, kube_version=f"v{version}.0")
+        for message in report["messages"]:
+            if message["severity"] >= 2:  # warnings and errors; 1 is info
+                problems.append(f"k8s {version}: {message['path']}: {message['error'].strip()}")
+        problems += [f"k8s {version}: {error.strip()}" for error in report.get("errors", [])]
+    fail_if(sorted(set(problems)))
+    return f"strict, Kubernetes {' and '.join(versions)}"
+
+
+def render(name: str, values: dict | None) -> dict[str, str]:
+    with helm.Chart.load(str(CHART)) as chart:
+        return chart.render(values, name="kvstore", namespace="kvstore", is_install=True)
+
+
+def manifests_of(rendered: dict[str, str]) -> list[dict]:
+    documents = []
+    for path, text in sorted(rendered.items()):
+        if path.endswith(".yaml"):
+            documents += [doc for doc in yaml.safe_load_all(text) if doc]
+    return documents
+
+
+def check_helm_render(name: str, values: dict | None, versions: list[str]) -> str:
+    rendered = render(name, values)
+    out = RENDER_DIR / name
+    shutil.rmtree(out, ignore_errors=True)
+    for path, text in rendered.items():
+        target = out / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+    problems = []
+    if not rendered.get("kvstore/templates/NOTES.txt", "").strip():
+        problems.append("NOTES.txt rendered empty")
+    documents = manifests_of(rendered)
+    kinds = sorted(doc["kind"] for doc in documents)
+    for doc in documents:
+        for version in versions:
+            where = f"{doc['kind']}/{doc['metadata']['name']} (k8s {version})"
+            try:
+                kv.validate(doc, version, strict=True)
+            except kv.SchemaNotFoundError:
+                if doc["kind"] not in CUSTOM_KINDS:
+                    problems.append(f"{where}: no schema for {doc['apiVersion']} {doc['kind']}")
+            except kv.ValidationError as error:
+                path = ".".join(str(part) for part in error.path)
+                problems.append(f"{where}: {path}: {error.message}")
+    problems += check_references(documents)
+    fail_if(problems)
+    return f"{' '.join(kinds)}; kubernetes-validate --strict passes"
+
+
+def check_references(documents: list[dict]) -> list[str]:
+    """What the schemas cannot see: selectors, port names and mounts that must line up."""
+    problems = []
+    by_kind: dict[str, list[dict]] = {}
+    for doc in documents:
+        by_kind.setdefault(doc["kind"], []).append(doc)
+    (deployment,) = by_kind["Deployment"]
+    pod = deployment["spec"]["template"]
+    pod_labels = pod["metadata"]["labels"]
+    container = pod["spec"]["containers"][0]
+    port_names = {port["name"] for port in container["ports"]}
+
+    def selects(selector: dict) -> bool:
+        return all(pod_labels.get(k) == v for k, v in selector.items())
+
+    if not selects(deployment["spec"]["selector"]["matchLabels"]):
+        problems.append("the Deployment's selector does not match its pods")
+    for service in by_kind.get("Service", []):
+        if not selects(service["spec"]["selector"]):
+            problems.append(f"Service {service['metadata']['name']} selects no pod")
+        for port in service["spec"]["ports"]:
+            if port["targetPort"] not in port_names:
+                problems.append(f"Service port {port['name']} targets unknown port {port['targetPort']}")
+    for pdb in by_kind.get("PodDisruptionBudget", []):
+        if not selects(pdb["spec"]["selector"]["matchLabels"]):
+            problems.append("the PodDisruptionBudget selects no pod")
+    for monitor in by_kind.get("ServiceMonitor", []):
+        services = by_kind.get("Service", [])
+        labels = monitor["spec"]["selector"]["matchLabels"]
+        matched = [s for s in services if all(s["metadata"]["labels"].get(k) == v for k, v in labels.items())]
+        if not matched:
+            problems.append("the ServiceMonitor selects no Service")
+        for endpoint in monitor["spec"]["endpoints"]:
+            if not any(endpoint["port"] == p["name"] for s in matched for p in s["spec"]["ports"]):
+                problems.append(f"the ServiceMonitor scrapes unknown port {endpoint['port']}")
+    volumes = {volume["name"] for volume in pod["spec"].get("volumes", [])}
+    for mount in container.get("volumeMounts", []):
+        if mount["name"] not in volumes:
+            problems.append(f"volume mount {mount['name']} has no volume")
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        if container[probe]["httpGet"]["port"] not in port_names:
+            problems.append(f"{probe} probes an unknown port")
+    annotations = pod["metadata"].get("annotations", {})
+    if "prometheus.io/port" in annotations:
+        ports = {str(port["containerPort"]) for port in container["ports"]}
+        if annotations["prometheus.io/port"] not in ports:
+            problems.append("prometheus.io/port is not a container port")
+    return problems
+
+
+# ---------------------------------------------------------------------------------------
+# The rendered kvstore.toml, read by the real kvstore
+
+
+def kvstore_binary() -> Path | None:
+    for profile in ("release", "debug"):
+        binary = ROOT / "target" / profile / "kvstore"
+        if binary.is_file() and os.access(binary, os.X_OK):
+            return binary
+    return None
+
+
+def container_env(container: dict) -> dict[str, str]:
+    """The container's environment as kubelet would set it: Secret values stand in as
+    placeholders and $(VAR) references are expanded."""
+    env: dict[str, str] = {}
+    for entry in container.get("env", []):
+        if "value" in entry:
+            env[entry["name"]] = re.sub(
+                r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), entry["value"]
+            )
+        elif "secretKeyRef" in entry.get("valueFrom", {}):
+            env[entry["name"]] = f"secret-{entry['valueFrom']['secretKeyRef']['key']}"
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_kvstore(binary: Path, config: str, env: dict[str, str]) -> tuple[bool, str]:
+    """Starts kvstore with `config` and `env` against an unreachable broker; True once it
+    answers /healthz, False (and its output) if it exits first."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "kvstore.toml"
+        path.write_text(config)
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("KVSTORE_") and k != "RUST_LOG"}
+        port = free_port()
+        process = subprocess.Popen(
+            # --listen and --brokers override the file: a free loopback port, and a broker
+            # address that refuses at once (kvstore serves /healthz without a broker).
+            [str(binary), "serve", "--config", str(path), "--listen", f"127.0.0.1:{port}",
+             "--brokers", "127.0.0.1:9"],
+            cwd=tmp, env={**clean, **env, "RUST_BACKTRACE": "0"},
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        try:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                if process.poll() is not None:
+                    return False, process.communicate()[0]
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                        return True, ""
+                except (urllib.error.URLError, ConnectionError, TimeoutError):
+                    time.sleep(0.2)
+            return False, "did not answer /healthz within 20s"
+        finally:
+            # Only the configuration is under test here, not shutdown: no need to wait for it.
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+def check_config_starts_kvstore(name: str, values: dict | None, binary: Path | None) -> str:
+    if binary is None:
+        raise Skipped("no kvstore binary in target/ (make build)")
+    documents = manifests_of(render(name, values))
+    configmaps = [doc for doc in documents if doc["kind"] == "ConfigMap"]
+    if not configmaps:
+        raise Skipped("the configuration comes from an existing Secret")
+    config = configmaps[0]["data"]["kvstore.toml"]
+    (deployment,) = [doc for doc in documents if doc["kind"] == "Deployment"]
+    env = container_env(deployment["spec"]["template"]["spec"]["containers"][0])
+    started, output = start_kvstore(binary, config, env)
+    if started:
+        return f"{binary.relative_to(ROOT)} starts with it"
+    if NO_OPENSSL in output:
+        warning = (f"{name}: kvstore has no OpenSSL, so it stops on this configuration's "
+                   f"TLS/SCRAM settings ({NO_OPENSSL})")
+        checks.warnings.append(warning)
+        return "configuration read; TLS/SCRAM need a kvstore built with OpenSSL (see the warning)"
+    raise Failed(f"kvstore refused the rendered configuration:\n{output.strip()[-2000:]}")
+
+
+# ---------------------------------------------------------------------------------------
+# Dockerfile
+
+
+def check_dockerfile_libraries(binary: Path | None) -> str:
+    """The runtime stage installs the Debian package of every shared library kvstore links."""
+    if binary is None:
+        raise Skipped("no kvstore binary in target/ (make build)")
+    if shutil.which("dpkg") is None or shutil.which("ldd") is None:
+        raise Skipped("needs ldd and dpkg (a Debian machine)")
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    runtime = dockerfile[dockerfile.rindex("\nFROM ") :]
+    installed = {"libc6"}  # in every Debian image
+    for line in re.findall(r"apt-get install ([^\n&]+)", runtime.replace("\\\n", " ")):
+        installed |= {word for word in line.split() if not word.startswith("-")}
+    problems = []
+    needed = set()
+    ldd = run(["ldd", str(binary)])
+    for library in re.findall(r"=> (/\S+)", ldd.stdout):
+        owner = run(["dpkg", "-S", library])
+        if owner.returncode != 0:
+            owner = run(["dpkg", "-S", "/usr" + library])
+        if owner.returncode != 0:
+            problems.append(f"{library}: no Debian package owns it")
+            continue
+        package = owner.stdout.split(":")[0]
+        needed.add(package)
+        if package not in installed:
+            problems.append(f"{library} comes from {package}, which the runtime stage does not install")
+    fail_if(problems)
+    return f"links {', '.join(sorted(needed))}"
+
+
+checks = Checks()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--promtool", required=True)
+    parser.add_argument("--check-jsonschema", required=True)
+    args = parser.parse_args()
+    started = time.monotonic()
+    binary = kvstore_binary()
+
+    checks.run("docker-compose.yml schema", check_compose_schema, args.check_jsonschema)
+    checks.run("docker-compose.yml wiring", check_compose_wiring)
+    checks.run("Dockerfile runtime libraries", check_dockerfile_libraries, binary)
+    checks.run("Prometheus config", check_prometheus_config, args.promtool)
+    checks.run("Grafana dashboard", check_grafana, args.promtool)
+    checks.run("Helm appVersion", check_chart_version)
+    versions = [kv.major_minor(kv.latest_version())]
+
+    def kube_versions() -> str:
+        versions[:] = chart_kube_versions()
+        return f"validating against Kubernetes {' and '.join(versions)}"
+
+    checks.run("Helm kubeVersion", kube_versions)
+    for name, values in value_sets():
+        checks.run(f"helm lint ({name})", check_helm_lint, name, values, versions)
+        checks.run(f"helm template ({name})", check_helm_render, name, values, versions)
+        checks.run(f"kvstore.toml ({name})", check_config_starts_kvstore, name, values, binary)
+
+    for warning in checks.warnings:
+        print(f"WARN  {warning}")
+    print(f"rendered manifests: {RENDER_DIR.relative_to(ROOT)}/; took {time.monotonic() - started:.0f}s")
+    print(f"check-deploy: {checks.passed} passed, {checks.failed} failed, {checks.skipped} skipped")
+    return 1 if checks.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
