@@ -19,8 +19,11 @@
 //! - [`kafka`]: all rdkafka code: clients, topic admin, producer, replay loop.
 //! - [`metrics`]: metric names, descriptions and the HTTP middleware.
 //! - [`topic_name`]: Kafka's rules for topic names.
+//! - [`bench`]: `kvstore bench`, the load generator and the Kafka floors; not used by the
+//!   service.
 
 pub mod app;
+pub mod bench;
 pub mod config;
 pub mod error;
 pub mod http;

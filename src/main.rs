@@ -23,6 +23,8 @@ enum Command {
     Serve(ServeArgs),
     /// Print the OpenAPI document (as served at /openapi.json) to stdout.
     Openapi,
+    /// Measure kvstore (or etcd) over HTTP, or the Kafka floors beneath it.
+    Bench(kvstore::bench::BenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -56,6 +58,7 @@ fn main() -> anyhow::Result<()> {
             println!("{json}");
             Ok(())
         }
+        Command::Bench(args) => Ok(kvstore::bench::run(&args)?),
     }
 }
 

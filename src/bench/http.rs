@@ -1,0 +1,491 @@
+//! The HTTP targets: how each scenario's request is made against kvstore's API or etcd's v3
+//! JSON gateway, the concurrent clients that send them, and prefilling the key space.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
+use serde_json::json;
+
+use super::args::{ETCD_MAX_TXN_OPS, Plan, Scenario, Target, key_name, value_bytes};
+use super::report::{Progress, Recorder, Report, stop_ticker};
+use super::{BenchError, Budget, SplitMix64};
+
+/// Operations per batch when prefilling kvstore (etcd takes at most [`ETCD_MAX_TXN_OPS`]).
+const KVSTORE_PREFILL_BATCH: u64 = 1000;
+
+/// Most clients prefilling at once; more only queue up behind the broker.
+const PREFILL_CLIENTS: usize = 8;
+
+/// How long one request may take before it counts as a `timeout` error. Longer than
+/// kvstore's default write timeout, so the service's own 504 is seen first.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One request of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// Write key number `.0`.
+    Put(u64),
+    /// Read key number `.0`.
+    Get(u64),
+    /// Read a page of keys starting at key number `.0`.
+    Range(u64),
+    /// Write `count` keys from key number `first` on, wrapping around the key space.
+    Batch {
+        /// The first key's number.
+        first: u64,
+        /// How many keys.
+        count: u64,
+    },
+    /// The health endpoint.
+    Healthz,
+}
+
+impl Op {
+    /// Operations the request carries.
+    fn operations(self) -> u64 {
+        match self {
+            Op::Batch { count, .. } => count,
+            _ => 1,
+        }
+    }
+}
+
+/// Picks each client's next request: writes walk the key space in order through a shared
+/// cursor (so `--requests` × `--batch-size` = `--keys` writes every key once), reads pick keys
+/// at random.
+#[derive(Debug)]
+pub struct Workload {
+    scenario: Scenario,
+    keys: u64,
+    batch_size: u64,
+    read_ratio: f64,
+    cursor: AtomicU64,
+}
+
+impl Workload {
+    /// The workload of `plan`.
+    pub fn new(plan: &Plan) -> Workload {
+        Workload {
+            scenario: plan.scenario,
+            keys: plan.keys,
+            batch_size: plan.batch_size as u64,
+            read_ratio: plan.read_ratio,
+            cursor: AtomicU64::new(0),
+        }
+    }
+
+    /// The next request, using `rng` for random choices.
+    pub fn next(&self, rng: &mut SplitMix64) -> Op {
+        match self.scenario {
+            Scenario::Put => Op::Put(self.next_written(1)),
+            Scenario::Get => Op::Get(rng.below(self.keys)),
+            Scenario::Mixed if rng.unit() < self.read_ratio => Op::Get(rng.below(self.keys)),
+            Scenario::Mixed => Op::Put(self.next_written(1)),
+            Scenario::Range => Op::Range(rng.below(self.keys)),
+            Scenario::Batch => Op::Batch {
+                first: self.next_written(self.batch_size),
+                count: self.batch_size,
+            },
+            Scenario::Healthz | Scenario::Produce | Scenario::Roundtrip | Scenario::Consume => {
+                Op::Healthz
+            }
+        }
+    }
+
+    fn next_written(&self, count: u64) -> u64 {
+        self.cursor.fetch_add(count, Ordering::Relaxed) % self.keys
+    }
+
+    fn writes(&self) -> bool {
+        match self.scenario {
+            Scenario::Put | Scenario::Batch => true,
+            Scenario::Mixed => self.read_ratio < 1.0,
+            _ => false,
+        }
+    }
+}
+
+/// How a request went: the operations it carried, or the kind of error.
+type Outcome = Result<u64, String>;
+
+/// An HTTP API to send requests to, with a connection pool sized to the clients.
+#[derive(Debug)]
+pub struct HttpTarget {
+    client: reqwest::Client,
+    target: Target,
+    url: String,
+    topic: String,
+    keys: u64,
+    batch_size: usize,
+    /// The value every write stores.
+    value: Bytes,
+    /// The same value in base64, for etcd.
+    value_base64: String,
+}
+
+impl HttpTarget {
+    /// A target for `plan`'s URL and API.
+    pub fn new(plan: &Plan) -> Result<HttpTarget, BenchError> {
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(plan.concurrency.max(PREFILL_CLIENTS))
+            .tcp_nodelay(true)
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .map_err(|e| BenchError::Failed(format!("building the HTTP client: {e}")))?;
+        let value = Bytes::from(value_bytes(plan.value_size));
+        Ok(HttpTarget {
+            client,
+            target: plan.target,
+            url: plan.url.clone(),
+            topic: plan.topic.clone(),
+            keys: plan.keys,
+            batch_size: plan.batch_size,
+            value_base64: BASE64.encode(&value),
+            value,
+        })
+    }
+
+    fn keys_from(&self, first: u64, count: u64) -> impl Iterator<Item = String> + use<> {
+        let keys = self.keys;
+        (0..count).map(move |i| key_name((first + i) % keys))
+    }
+
+    fn request(&self, op: Op) -> reqwest::RequestBuilder {
+        let url = &self.url;
+        let topic = &self.topic;
+        let client = &self.client;
+        match (self.target, op) {
+            (Target::Kvstore, Op::Put(key)) => client
+                .put(format!("{url}/v1/{topic}/keys/{}", key_name(key)))
+                .header("content-type", "application/octet-stream")
+                .body(self.value.clone()),
+            (Target::Kvstore, Op::Get(key)) => {
+                client.get(format!("{url}/v1/{topic}/keys/{}", key_name(key)))
+            }
+            (Target::Kvstore, Op::Range(start)) => client.get(format!(
+                "{url}/v1/{topic}/range?start={}&limit={}",
+                key_name(start),
+                self.batch_size
+            )),
+            (Target::Kvstore, Op::Batch { first, count }) => client
+                .post(format!("{url}/v1/{topic}/batch"))
+                .header("content-type", "application/json")
+                .body(kvstore_batch_body(
+                    self.keys_from(first, count),
+                    &self.value,
+                )),
+            (Target::Kvstore, Op::Healthz) => client.get(format!("{url}/healthz")),
+            (Target::Etcd, Op::Put(key)) => client
+                .post(format!("{url}/v3/kv/put"))
+                .body(etcd_put_body(&key_name(key), &self.value_base64)),
+            (Target::Etcd, Op::Get(key)) => client
+                .post(format!("{url}/v3/kv/range"))
+                .body(etcd_range_body(&key_name(key), None)),
+            (Target::Etcd, Op::Range(start)) => client
+                .post(format!("{url}/v3/kv/range"))
+                .body(etcd_range_body(&key_name(start), Some(self.batch_size))),
+            (Target::Etcd, Op::Batch { first, count }) => {
+                client.post(format!("{url}/v3/kv/txn")).body(etcd_txn_body(
+                    self.keys_from(first, count),
+                    &self.value_base64,
+                ))
+            }
+            (Target::Etcd, Op::Healthz) => client.get(format!("{url}/health")),
+        }
+    }
+
+    /// Sends `op` and reads the whole answer (so the connection can be reused).
+    pub async fn execute(&self, op: Op) -> Outcome {
+        let response = self.request(op).send().await.map_err(error_kind)?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(error_kind)?;
+        if !status.is_success() {
+            return Err(status.as_u16().to_string());
+        }
+        // etcd answers a read of a missing key with 200 and no `kvs`; kvstore with 404.
+        if self.target == Target::Etcd && matches!(op, Op::Get(_)) && !contains(&body, b"\"kvs\"") {
+            return Err("not found".into());
+        }
+        Ok(op.operations())
+    }
+
+    /// One request before the clock starts, so that the run does not time one-off work: the
+    /// first read of a kvstore topic attaches it, and the first write creates it (with one
+    /// write of key 0, part of the key space).
+    async fn warm_up(&self, workload: &Workload) {
+        if self.target == Target::Etcd || workload.scenario == Scenario::Healthz {
+            let _ = self.execute(Op::Healthz).await;
+            return;
+        }
+        let missing = match self.request(Op::Get(0)).send().await {
+            Ok(response) => response
+                .bytes()
+                .await
+                .is_ok_and(|body| contains(&body, b"topic_not_found")),
+            Err(_) => false,
+        };
+        if missing && workload.writes() {
+            let _ = self.execute(Op::Put(0)).await;
+        }
+    }
+}
+
+/// Runs `plan`'s HTTP scenario: prefill if asked, warm up, then the clients until the budget
+/// is spent.
+pub async fn run(plan: &Plan) -> Result<Report, BenchError> {
+    let target = Arc::new(HttpTarget::new(plan)?);
+    if plan.prefill {
+        prefill(&target, plan).await?;
+    }
+    let workload = Arc::new(Workload::new(plan));
+    target.warm_up(&workload).await;
+    let progress = Arc::new(Progress::default());
+    let ticker = progress.spawn_ticker(plan.scenario.name().to_owned(), "requests");
+    let budget = Arc::new(Budget::start(plan.limit));
+    let started = Instant::now();
+    let seed = seed();
+    let clients: Vec<_> = (0..plan.concurrency as u64)
+        .map(|client| {
+            let mut rng = SplitMix64::new(seed ^ client.wrapping_mul(0x9e37_79b9));
+            let (target, workload, budget, progress) = (
+                target.clone(),
+                workload.clone(),
+                budget.clone(),
+                progress.clone(),
+            );
+            tokio::spawn(async move {
+                let mut seen = Recorder::new();
+                while budget.take() {
+                    let op = workload.next(&mut rng);
+                    let sent = Instant::now();
+                    let outcome = target.execute(op).await;
+                    seen.record(&progress, outcome.map(|ops| (sent.elapsed(), ops)));
+                }
+                seen
+            })
+        })
+        .collect();
+    let mut seen = Recorder::new();
+    for client in clients {
+        let client = client
+            .await
+            .map_err(|e| BenchError::Failed(format!("a client task failed: {e}")))?;
+        seen.merge(&client);
+    }
+    let elapsed = started.elapsed();
+    stop_ticker(ticker);
+    Ok(Report::new(plan, &seen, elapsed))
+}
+
+/// Writes every key of the key space once, in batches, with a few clients. Fails on the
+/// first batch that fails, since reads of a key space with holes would measure errors.
+async fn prefill(target: &Arc<HttpTarget>, plan: &Plan) -> Result<(), BenchError> {
+    let per_batch = match plan.target {
+        Target::Kvstore => KVSTORE_PREFILL_BATCH,
+        Target::Etcd => ETCD_MAX_TXN_OPS as u64,
+    }
+    .min(plan.keys);
+    let batches = plan.keys.div_ceil(per_batch);
+    let next = Arc::new(AtomicU64::new(0));
+    let progress = Arc::new(Progress::default());
+    let ticker = progress.spawn_ticker("prefill".into(), "batches");
+    let clients: Vec<_> = (0..PREFILL_CLIENTS.min(batches as usize))
+        .map(|_| {
+            let (target, next, progress) = (target.clone(), next.clone(), progress.clone());
+            let keys = plan.keys;
+            tokio::spawn(async move {
+                loop {
+                    let batch = next.fetch_add(1, Ordering::Relaxed);
+                    if batch >= batches {
+                        return Ok(());
+                    }
+                    let first = batch * per_batch;
+                    let count = per_batch.min(keys - first);
+                    target
+                        .execute(Op::Batch { first, count })
+                        .await
+                        .map_err(|kind| format!("prefill batch at key {first} failed: {kind}"))?;
+                    progress.success();
+                }
+            })
+        })
+        .collect();
+    let mut outcome = Ok(());
+    for client in clients {
+        let result = client
+            .await
+            .map_err(|e| format!("a prefill task failed: {e}"))
+            .and_then(|r: Result<(), String>| r);
+        if let Err(message) = result {
+            outcome = Err(BenchError::Failed(message));
+        }
+    }
+    stop_ticker(ticker);
+    outcome
+}
+
+/// A kvstore batch request body: a put of the value, as text, for each key.
+pub fn kvstore_batch_body(keys: impl Iterator<Item = String>, value: &[u8]) -> Vec<u8> {
+    let value = String::from_utf8_lossy(value);
+    let ops: Vec<_> = keys
+        .map(|key| json!({"op": "put", "key": key, "value": value}))
+        .collect();
+    json!({ "ops": ops }).to_string().into_bytes()
+}
+
+/// An etcd `PUT` request body (`/v3/kv/put`): key and value in base64.
+pub fn etcd_put_body(key: &str, value_base64: &str) -> Vec<u8> {
+    json!({"key": BASE64.encode(key), "value": value_base64})
+        .to_string()
+        .into_bytes()
+}
+
+/// An etcd range request body (`/v3/kv/range`): one key, or with `limit` a page of keys from
+/// `key` on (`range_end` `"\0"` means every key from `key` on).
+pub fn etcd_range_body(key: &str, limit: Option<usize>) -> Vec<u8> {
+    let key = BASE64.encode(key);
+    let body = match limit {
+        None => json!({ "key": key }),
+        Some(limit) => json!({"key": key, "range_end": BASE64.encode([0]), "limit": limit}),
+    };
+    body.to_string().into_bytes()
+}
+
+/// An etcd transaction body (`/v3/kv/txn`) with no conditions that puts the value under each
+/// key, etcd's way of writing several keys in one request.
+pub fn etcd_txn_body(keys: impl Iterator<Item = String>, value_base64: &str) -> Vec<u8> {
+    let puts: Vec<_> = keys
+        .map(|key| json!({"request_put": {"key": BASE64.encode(key), "value": value_base64}}))
+        .collect();
+    json!({ "success": puts }).to_string().into_bytes()
+}
+
+fn error_kind(error: reqwest::Error) -> String {
+    if error.is_timeout() {
+        "timeout".into()
+    } else if error.is_connect() {
+        "connect".into()
+    } else if error.is_body() || error.is_decode() {
+        "body".into()
+    } else {
+        "transport".into()
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
+}
+
+fn seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0x5eed)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::*;
+    use crate::bench::args::Limit;
+
+    fn parse(body: &[u8]) -> Value {
+        serde_json::from_slice(body).expect("JSON body")
+    }
+
+    fn plan(scenario: Scenario, keys: u64, batch_size: usize) -> Plan {
+        Plan {
+            scenario,
+            target: Target::Kvstore,
+            url: "http://127.0.0.1:1".into(),
+            brokers: String::new(),
+            topic: "t".into(),
+            concurrency: 1,
+            limit: Limit::Requests(1),
+            keys,
+            value_size: 3,
+            batch_size,
+            read_ratio: 0.5,
+            librdkafka: Default::default(),
+            prefill: false,
+            json: false,
+        }
+    }
+
+    #[test]
+    fn etcd_put_encodes_key_and_value_in_base64() {
+        let body = parse(&etcd_put_body("key-000000000001", &BASE64.encode("abc")));
+        assert_eq!(
+            body,
+            json!({"key": "a2V5LTAwMDAwMDAwMDAwMQ==", "value": "YWJj"})
+        );
+    }
+
+    #[test]
+    fn etcd_range_reads_one_key_or_a_page_from_it() {
+        assert_eq!(parse(&etcd_range_body("k", None)), json!({"key": "aw=="}));
+        assert_eq!(
+            parse(&etcd_range_body("k", Some(10))),
+            json!({"key": "aw==", "range_end": "AA==", "limit": 10})
+        );
+    }
+
+    #[test]
+    fn etcd_txn_puts_every_key() {
+        let keys = ["a".to_owned(), "b".to_owned()];
+        let body = parse(&etcd_txn_body(keys.into_iter(), "dg=="));
+        assert_eq!(
+            body,
+            json!({"success": [
+                {"request_put": {"key": "YQ==", "value": "dg=="}},
+                {"request_put": {"key": "Yg==", "value": "dg=="}},
+            ]})
+        );
+    }
+
+    #[test]
+    fn kvstore_batch_puts_the_value_as_text() {
+        let keys = ["a".to_owned()];
+        let body = parse(&kvstore_batch_body(keys.into_iter(), b"xyz"));
+        assert_eq!(
+            body,
+            json!({"ops": [{"op": "put", "key": "a", "value": "xyz"}]})
+        );
+    }
+
+    #[test]
+    fn batches_walk_the_key_space_once_and_wrap() {
+        let target = HttpTarget::new(&plan(Scenario::Batch, 5, 2)).expect("target");
+        let workload = Workload::new(&plan(Scenario::Batch, 5, 2));
+        let mut rng = SplitMix64::new(1);
+        let firsts: Vec<_> = (0..3)
+            .map(|_| match workload.next(&mut rng) {
+                Op::Batch { first, count } => {
+                    assert_eq!(count, 2);
+                    first
+                }
+                other => panic!("not a batch: {other:?}"),
+            })
+            .collect();
+        assert_eq!(firsts, [0, 2, 4]);
+        let keys: Vec<_> = target.keys_from(4, 2).collect();
+        assert_eq!(keys, ["key-000000000004", "key-000000000000"]);
+    }
+
+    #[test]
+    fn mixed_reads_and_writes_by_ratio() {
+        let workload = Workload::new(&plan(Scenario::Mixed, 100, 1));
+        let mut rng = SplitMix64::new(3);
+        let reads = (0..10_000)
+            .filter(|_| matches!(workload.next(&mut rng), Op::Get(_)))
+            .count();
+        assert!((4_500..5_500).contains(&reads), "{reads}");
+    }
+}
