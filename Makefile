@@ -3,7 +3,7 @@
 CARGO ?= cargo
 TANSU = $(shell scripts/tansu.sh memory)
 
-.PHONY: help build run test test-long lint unit-and-integration check-deploy openapi broker clean
+.PHONY: help build run test test-long lint unit-and-integration check-deploy openapi broker bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-22s %s\n", $$1, $$2}'
@@ -45,6 +45,9 @@ openapi: ## Regenerate openapi/openapi.json from the code
 
 broker: ## Install the Tansu broker and print its path
 	@scripts/tansu.sh memory
+
+bench: build ## Measure kvstore beside its floors and etcd (~5 min); writes bench/RESULTS.md
+	scripts/bench.sh
 
 clean: ## Remove build output and local run data
 	$(CARGO) clean

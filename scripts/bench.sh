@@ -1,0 +1,263 @@
+#!/usr/bin/env bash
+# `make bench`: measures kvstore on this machine in one run, beside the floors beneath it (a
+# bare Kafka producer and consumer, HTTP alone) and beside etcd, with `kvstore bench`; writes
+# the table to bench/RESULTS.md and prints it.
+#
+# Starts a Tansu broker (memory storage), kvstore servers and etcd 3.4 on free loopback ports,
+# and stops them all on exit. Each kvstore scenario gets a fresh server and a fresh topic, so
+# no earlier scenario's topics are being replayed (fetched every 10 ms) while it runs. Needs
+# the release build (`make bench` builds it), Python 3, and etcd (Debian's etcd-server,
+# installed with apt-get when missing if run as root).
+#
+#   BENCH_SECONDS          seconds per measured scenario (default 10)
+#   BENCH_REPLAY_RECORDS   records in the replay topic, a multiple of 1000 (default 1000000)
+#   BENCH_OUTPUT           where to write the table (default bench/RESULTS.md)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+seconds="${BENCH_SECONDS:-10}"
+replay_records="${BENCH_REPLAY_RECORDS:-1000000}"
+output="${BENCH_OUTPUT:-bench/RESULTS.md}"
+kvstore=target/release/kvstore
+value_size=100
+get_keys=100000
+
+if [ ! -x "$kvstore" ]; then
+  echo "no $kvstore: run \`make bench\`, which builds it first" >&2
+  exit 1
+fi
+if [ $((replay_records % 1000)) -ne 0 ] || [ "$replay_records" -le 0 ]; then
+  echo "BENCH_REPLAY_RECORDS must be a positive multiple of 1000" >&2
+  exit 2
+fi
+
+started=$(date +%s)
+work="$(mktemp -d -t kvstore-bench.XXXXXX)"
+pids=()
+
+stop() {
+  kill "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+}
+
+finish() {
+  local status=$?
+  for pid in "${pids[@]}"; do stop "$pid"; done
+  if [ "$status" -eq 0 ]; then
+    rm -rf "$work"
+  else
+    echo "make bench failed; logs and results so far are in $work" >&2
+  fi
+}
+trap finish EXIT
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+wait_for_port() {
+  for _ in $(seq 200); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "nothing listens on port $1 after 10 s" >&2
+  return 1
+}
+
+wait_for_url() {
+  for _ in $(seq 300); do
+    curl -sf -o /dev/null "$1" && return 0
+    sleep 0.1
+  done
+  echo "$1 did not answer in 30 s" >&2
+  return 1
+}
+
+step() {
+  printf '\n== %s\n' "$*" >&2
+}
+
+# bench NAME ARGS...: one `kvstore bench` run; its JSON report goes to $work/NAME.json.
+bench() {
+  local name="$1"
+  shift
+  "$kvstore" bench --json "$@" >"$work/$name.json"
+  python3 -c 'import json, sys; r = json.load(open(sys.argv[1])); print("   ", round(r["operations_per_second"]), r["unit"] + "/s", ("p50 %.3f ms, p99 %.3f ms" % (r["latency_ms"]["p50"], r["latency_ms"]["p99"])) if r["latency_ms"] else "", ("errors %s" % r["errors"]) if r["errors"] else "")' "$work/$name.json" >&2
+}
+
+# kvstore_server NAME: starts a kvstore server against the broker; sets kv_pid and kv_url.
+kvstore_server() {
+  local port
+  port="$(free_port)"
+  "$kvstore" serve --listen "127.0.0.1:$port" --brokers "$broker" --log-level warn \
+    >"$work/$1.log" 2>&1 &
+  kv_pid=$!
+  pids+=("$kv_pid")
+  kv_url="http://127.0.0.1:$port"
+  wait_for_url "$kv_url/readyz"
+}
+
+rss_kib() {
+  awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"
+}
+
+load_average() {
+  cut -d' ' -f1-3 /proc/loadavg
+}
+
+load_at_start="$(load_average)"
+
+# The broker.
+tansu="$(scripts/tansu.sh memory)"
+broker_port="$(free_port)"
+broker="127.0.0.1:$broker_port"
+mkdir -p "$work/tansu"
+(cd "$work/tansu" && exec "$tansu" broker \
+  --listener-url "tcp://$broker" \
+  --advertised-listener-url "tcp://$broker" \
+  --storage-engine memory://tansu/ >"$work/tansu.log" 2>&1) &
+pids+=($!)
+wait_for_port "$broker_port"
+
+# etcd, installed before anything is measured.
+if ! command -v etcd >/dev/null; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "etcd is missing: apt-get install --no-install-recommends etcd-server" >&2
+    exit 1
+  fi
+  step "installing etcd (Debian's etcd-server)"
+  apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends etcd-server >&2
+fi
+
+step "1/10 produce floor: bare producer, service settings, 1 record at a time"
+bench produce --scenario produce --brokers "$broker" --topic floor-produce \
+  --duration "${seconds}s" --value-size "$value_size"
+
+step "2/10 round-trip floor: produce 1 record, consume it back"
+bench roundtrip --scenario roundtrip --brokers "$broker" --topic floor-roundtrip \
+  --duration "${seconds}s" --value-size "$value_size"
+
+for clients in 1 16 64; do
+  case "$clients" in
+    1) step "3/10 kvstore PUT, 1 client" ;;
+    *) step "4/10 kvstore PUT, $clients clients" ;;
+  esac
+  kvstore_server "put-$clients"
+  bench "put-$clients" --url "$kv_url" --topic "put-$clients" --scenario put \
+    --concurrency "$clients" --duration "${seconds}s" --value-size "$value_size"
+  stop "$kv_pid"
+done
+
+for size in 100 1000; do
+  step "5/10 kvstore batch of $size operations, 1 client"
+  kvstore_server "batch-$size"
+  bench "batch-$size" --url "$kv_url" --topic "batch-$size" --scenario batch \
+    --batch-size "$size" --keys 1000000 --duration "${seconds}s" --value-size "$value_size"
+  stop "$kv_pid"
+done
+
+step "6/10 kvstore GET, 64 clients, $get_keys keys (prefilled)"
+kvstore_server get
+bench get-64 --url "$kv_url" --topic get --scenario get --concurrency 64 \
+  --keys "$get_keys" --prefill --duration "${seconds}s" --value-size "$value_size"
+
+step "7/10 kvstore GET /healthz, 64 clients, same server"
+bench healthz-64 --url "$kv_url" --scenario healthz --concurrency 64 --duration "${seconds}s"
+stop "$kv_pid"
+
+step "8/10 etcd $(etcd --version | awk '/^etcd Version/ { print $3 }') through its JSON gateway"
+etcd_port="$(free_port)"
+etcd_peer_port="$(free_port)"
+etcd --name bench --data-dir "$work/etcd" \
+  --listen-client-urls "http://127.0.0.1:$etcd_port" \
+  --advertise-client-urls "http://127.0.0.1:$etcd_port" \
+  --listen-peer-urls "http://127.0.0.1:$etcd_peer_port" \
+  --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer_port" \
+  --initial-cluster "bench=http://127.0.0.1:$etcd_peer_port" >"$work/etcd.log" 2>&1 &
+etcd_pid=$!
+pids+=("$etcd_pid")
+etcd_url="http://127.0.0.1:$etcd_port"
+wait_for_url "$etcd_url/health"
+for clients in 1 16 64; do
+  step "8/10 etcd PUT, $clients client(s)"
+  bench "etcd-put-$clients" --target etcd --url "$etcd_url" --scenario put \
+    --concurrency "$clients" --duration "${seconds}s" --value-size "$value_size"
+done
+step "8/10 etcd GET, 64 clients, $get_keys keys (prefilled)"
+bench etcd-get-64 --target etcd --url "$etcd_url" --scenario get --concurrency 64 \
+  --keys "$get_keys" --prefill --duration "${seconds}s" --value-size "$value_size"
+stop "$etcd_pid"
+
+step "9/10 replay: loading $replay_records records (16-byte keys, $value_size-byte values)"
+kvstore_server loader
+bench load --url "$kv_url" --topic replay --scenario batch --batch-size 1000 \
+  --requests $((replay_records / 1000)) --keys "$replay_records" --concurrency 4 \
+  --value-size "$value_size"
+stop "$kv_pid"
+
+step "9/10 bare consumer reading the replay topic"
+bench consume --scenario consume --brokers "$broker" --topic replay
+
+step "9/10 a fresh replica attaching the replay topic"
+kvstore_server replica
+rss_before="$(rss_kib "$kv_pid")"
+python3 - "$kv_url" replay >"$work/replay.json" <<'EOF'
+# Asks the replica for a key of the topic (which attaches it) and polls /v1/topics until the
+# topic is ready with nothing left to apply.
+import json, sys, threading, time, urllib.request
+
+url, topic = sys.argv[1], sys.argv[2]
+
+def attach():
+    try:
+        urllib.request.urlopen(f"{url}/v1/{topic}/keys/key-000000000000", timeout=600).read()
+    except Exception:
+        pass  # a 503 while replaying is fine: the polling below decides
+
+started = time.monotonic()
+threading.Thread(target=attach, daemon=True).start()
+while True:
+    topics = json.load(urllib.request.urlopen(f"{url}/v1/topics", timeout=10))["topics"]
+    found = next((t for t in topics if t["name"] == topic), None)
+    if found and found["state"] == "ready" and found["lag"] == 0:
+        break
+    if time.monotonic() - started > 600:
+        sys.exit("the replay did not finish in 600 s")
+    time.sleep(0.01)
+print(json.dumps({"seconds": time.monotonic() - started, "records": found["applied_offset"],
+                  "keys": found["keys"], "bytes": found["bytes"]}))
+EOF
+rss_after="$(rss_kib "$kv_pid")"
+python3 -c 'import json, sys; r = json.load(open(sys.argv[1])); print("    %d records in %.2f s" % (r["records"], r["seconds"]))' "$work/replay.json" >&2
+
+step "10/10 memory of the replica"
+echo "{\"rss_before_kib\": $rss_before, \"rss_after_kib\": $rss_after}" >"$work/memory.json"
+echo "    VmRSS $rss_before KiB before attaching, $rss_after KiB after the replay" >&2
+stop "$kv_pid"
+
+cpu_model="$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
+python3 - "$work/machine.json" <<EOF
+import json, sys
+json.dump({
+    "date": "$(date -u '+%Y-%m-%d %H:%M UTC')",
+    "cores": $(nproc),
+    "memory_kib": $(awk '/^MemTotal:/ { print $2 }' /proc/meminfo),
+    "cpu": "${cpu_model:-unknown CPU}",
+    "kernel": "$(uname -sr)",
+    "kvstore": "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)",
+    "etcd": "$(etcd --version | awk '/^etcd Version/ { print $3 }')",
+    "tansu": "$(sed -n 's/^tansu broker //p' "$work/tansu.log" | head -1)",
+    "seconds_per_scenario": $seconds,
+    "value_size": $value_size,
+    "get_keys": $get_keys,
+    "load_at_start": "$load_at_start",
+    "load_at_end": "$(load_average)",
+    "run_seconds": $(($(date +%s) - started)),
+}, open(sys.argv[1], "w"))
+EOF
+
+mkdir -p "$(dirname "$output")"
+python3 scripts/bench_report.py "$work" >"$output"
+printf '\n' >&2
+cat "$output"

@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""Writes the Markdown table of `make bench` (scripts/bench.sh) to stdout.
+
+Usage: bench_report.py WORKDIR
+
+WORKDIR holds the JSON reports of `kvstore bench --json`, one file a scenario, plus
+replay.json, memory.json and machine.json written by bench.sh.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+RAW_RECORD_BYTES = 16 + 100  # a 16-byte key and a 100-byte value
+
+
+def load(workdir, name):
+    return json.loads((workdir / f"{name}.json").read_text())
+
+
+def ms(value):
+    """Milliseconds with three significant figures at most."""
+    if value >= 100:
+        return f"{value:.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    if value >= 1:
+        return f"{value:.2f}"
+    return f"{value:.3f}"
+
+
+def count(value):
+    return f"{value:,.0f}"
+
+
+def ratio(numerator, denominator):
+    return f"{numerator / denominator:.2f}×" if denominator else "n/a"
+
+
+def errors(report):
+    if not report["errors"]:
+        return ""
+    failed = ", ".join(f"{kind}: {n}" for kind, n in sorted(report["errors"].items()))
+    return f"errors {failed}"
+
+
+def row(number, what, report, notes=""):
+    latency = report["latency_ms"]
+    p50 = ms(latency["p50"]) if latency else ""
+    p99 = ms(latency["p99"]) if latency else ""
+    unit = "records/s" if report["unit"] == "records" else "ops/s"
+    notes = "; ".join(n for n in (notes, errors(report)) if n)
+    return (
+        f"| {number} | {what} | {report['concurrency']} | "
+        f"{count(report['operations_per_second'])} {unit} | {p50} | {p99} | {notes} |"
+    )
+
+
+def main():
+    workdir = Path(sys.argv[1])
+    r = {
+        name: load(workdir, name)
+        for name in [
+            "produce", "roundtrip", "put-1", "put-16", "put-64", "batch-100", "batch-1000",
+            "get-64", "healthz-64", "etcd-put-1", "etcd-put-16", "etcd-put-64", "etcd-get-64",
+            "consume", "replay", "memory", "machine",
+        ]
+    }
+    machine = r["machine"]
+    replay = r["replay"]
+    memory = r["memory"]
+    consume = r["consume"]
+    replay_rate = replay["records"] / replay["seconds"]
+    consume_rate = consume["operations_per_second"]
+    rss_growth = (memory["rss_after_kib"] - memory["rss_before_kib"]) * 1024
+    bytes_per_key = rss_growth / replay["keys"]
+    memory_gib = machine["memory_kib"] / 1024 / 1024
+
+    def batch_notes(report):
+        return (
+            f"{ms(report['ms_per_operation'])} ms per operation; "
+            f"p50/p99 per batch request"
+        )
+
+    lines = [
+        "# kvstore benchmark results",
+        "",
+        f"Measured by `make bench` on {machine['date']}: {machine['cores']} cores "
+        f"({machine['cpu']}), {memory_gib:.1f} GiB memory, {machine['kernel']}; kvstore "
+        f"{machine['kvstore']}, Tansu {machine['tansu'] or '0.6.0'} (memory storage), etcd "
+        f"{machine['etcd']}. The broker, the servers and the load tool (`kvstore bench`) "
+        f"share the machine, all on loopback. {machine['seconds_per_scenario']} s per "
+        f"scenario; keys of 16 bytes, values of {machine['value_size']} bytes; each kvstore "
+        f"scenario on a fresh server and topic. Load average at the start "
+        f"{machine['load_at_start']}, at the end {machine['load_at_end']}; the run took "
+        f"{machine['run_seconds'] // 60} min {machine['run_seconds'] % 60} s.",
+        "",
+        "| # | measurement | clients | throughput | p50 ms | p99 ms | notes |",
+        "|---|---|---|---|---|---|---|",
+        row(1, "produce floor: bare producer, the service's settings", r["produce"],
+            "one record at a time, until acknowledged"),
+        row(2, "round-trip floor: produce, then consume back", r["roundtrip"],
+            "until the consumer has the record"),
+        row(3, "kvstore PUT", r["put-1"]),
+        row(4, "kvstore PUT", r["put-16"]),
+        row(4, "kvstore PUT", r["put-64"]),
+        row(5, "kvstore batch of 100 puts", r["batch-100"], batch_notes(r["batch-100"])),
+        row(5, "kvstore batch of 1000 puts", r["batch-1000"], batch_notes(r["batch-1000"])),
+        row(6, f"kvstore GET, {count(machine['get_keys'])} keys", r["get-64"]),
+        row(7, "kvstore GET /healthz (the HTTP floor)", r["healthz-64"]),
+        row(8, "etcd PUT (JSON gateway)", r["etcd-put-1"]),
+        row(8, "etcd PUT (JSON gateway)", r["etcd-put-16"]),
+        row(8, "etcd PUT (JSON gateway)", r["etcd-put-64"]),
+        row(8, f"etcd GET (JSON gateway), {count(machine['get_keys'])} keys", r["etcd-get-64"]),
+        f"| 9 | replay: a fresh replica attaches {count(replay['records'])} records | 1 | "
+        f"{count(replay_rate)} records/s | | | {replay['seconds']:.2f} s from first request "
+        f"to ready |",
+        row(9, "bare consumer reading the same topic", consume,
+            f"{consume['elapsed_seconds']:.2f} s to the end of the topic"),
+        f"| 10 | memory: replica's resident bytes per key | | {bytes_per_key:.0f} B/key | | | "
+        f"VmRSS {memory['rss_before_kib'] / 1024:.0f} MiB before attaching, "
+        f"{memory['rss_after_kib'] / 1024:.0f} MiB after, for {count(replay['keys'])} keys; "
+        f"raw key + value {RAW_RECORD_BYTES} B |",
+        "",
+        "Ratios:",
+        "",
+        f"- kvstore PUT p50 / produce p50 (1 client): "
+        f"{ratio(r['put-1']['latency_ms']['p50'], r['produce']['latency_ms']['p50'])}; "
+        f"/ round-trip p50: "
+        f"{ratio(r['put-1']['latency_ms']['p50'], r['roundtrip']['latency_ms']['p50'])}",
+        f"- kvstore PUT throughput / etcd's, 64 clients: "
+        f"{ratio(r['put-64']['operations_per_second'], r['etcd-put-64']['operations_per_second'])}",
+        f"- kvstore GET throughput / healthz throughput, 64 clients: "
+        f"{ratio(r['get-64']['operations_per_second'], r['healthz-64']['operations_per_second'])}",
+        f"- kvstore GET throughput / etcd's, 64 clients: "
+        f"{ratio(r['get-64']['operations_per_second'], r['etcd-get-64']['operations_per_second'])}",
+        f"- replay rate / bare consumer rate: {ratio(replay_rate, consume_rate)}",
+        f"- resident bytes per key / raw key + value bytes: "
+        f"{ratio(bytes_per_key, RAW_RECORD_BYTES)}",
+        "",
+        "Reproduce with `make bench` (about five minutes; `BENCH_SECONDS` sets the seconds per "
+        "scenario). Figures from a shared or busy machine vary; compare runs on one machine.",
+    ]
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
