@@ -96,10 +96,11 @@ pub struct BenchArgs {
     /// Clients sending requests at once, each waiting for its answer before the next.
     #[arg(long, short = 'c', default_value_t = 1)]
     pub concurrency: usize,
-    /// How long to send requests, e.g. `10s` or `1m` [default: 10s].
+    /// How long to send requests, e.g. `10s` or `1m`, after one untimed first request
+    /// [default: 10s].
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, conflicts_with = "requests")]
     pub duration: Option<Duration>,
-    /// Send this many requests in all, then stop.
+    /// Send this many requests in all, then stop. The first goes alone and is not timed.
     #[arg(long, short = 'n', value_name = "N")]
     pub requests: Option<u64>,
     /// Size of the key space; keys are `key-000000000000` and up (16 bytes).
@@ -135,6 +136,16 @@ pub enum Limit {
     Requests(u64),
     /// At the end of the topic (the consume scenario).
     EndOfTopic,
+}
+
+impl Limit {
+    /// The limit left after one request.
+    pub fn after_one(self) -> Limit {
+        match self {
+            Limit::Requests(n) => Limit::Requests(n.saturating_sub(1)),
+            other => other,
+        }
+    }
 }
 
 /// Checked arguments: what a run does.
@@ -318,6 +329,13 @@ mod tests {
         assert!(parse(&["--duration", "0s"]).is_err());
         assert!(parse(&["--requests", "0"]).is_err());
         assert!(parse(&["--duration", "ten"]).is_err());
+    }
+
+    #[test]
+    fn only_a_request_count_is_used_up_by_one_request() {
+        assert_eq!(Limit::Requests(10).after_one(), Limit::Requests(9));
+        let ten_seconds = Limit::Duration(DEFAULT_DURATION);
+        assert_eq!(ten_seconds.after_one(), ten_seconds);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use serde_json::json;
 
-use super::args::{ETCD_MAX_TXN_OPS, Plan, Scenario, Target, key_name, value_bytes};
+use super::args::{ETCD_MAX_TXN_OPS, Limit, Plan, Scenario, Target, key_name, value_bytes};
 use super::report::{Progress, Recorder, Report, stop_ticker};
 use super::{BenchError, Budget, SplitMix64};
 
@@ -98,14 +98,6 @@ impl Workload {
 
     fn next_written(&self, count: u64) -> u64 {
         self.cursor.fetch_add(count, Ordering::Relaxed) % self.keys
-    }
-
-    fn writes(&self) -> bool {
-        match self.scenario {
-            Scenario::Put | Scenario::Batch => true,
-            Scenario::Mixed => self.read_ratio < 1.0,
-            _ => false,
-        }
     }
 }
 
@@ -212,26 +204,6 @@ impl HttpTarget {
         }
         Ok(op.operations())
     }
-
-    /// One request before the clock starts, so that the run does not time one-off work: the
-    /// first read of a kvstore topic attaches it, and the first write creates it (with one
-    /// write of key 0, part of the key space).
-    async fn warm_up(&self, workload: &Workload) {
-        if self.target == Target::Etcd || workload.scenario == Scenario::Healthz {
-            let _ = self.execute(Op::Healthz).await;
-            return;
-        }
-        let missing = match self.request(Op::Get(0)).send().await {
-            Ok(response) => response
-                .bytes()
-                .await
-                .is_ok_and(|body| contains(&body, b"topic_not_found")),
-            Err(_) => false,
-        };
-        if missing && workload.writes() {
-            let _ = self.execute(Op::Put(0)).await;
-        }
-    }
 }
 
 /// Runs `plan`'s HTTP scenario: prefill if asked, warm up, then the clients until the budget
@@ -242,12 +214,22 @@ pub async fn run(plan: &Plan) -> Result<Report, BenchError> {
         prefill(&target, plan).await?;
     }
     let workload = Arc::new(Workload::new(plan));
-    target.warm_up(&workload).await;
+    let seed = seed();
+    // The first request goes alone and untimed, so that one-off work is not measured: the
+    // first write to a kvstore topic creates it, the first read attaches it. With
+    // `--requests N` it is the first of the N, so N batches still write N × batch-size keys.
+    let limit = if plan.limit == Limit::Requests(1) {
+        plan.limit
+    } else {
+        let _ = target
+            .execute(workload.next(&mut SplitMix64::new(seed)))
+            .await;
+        plan.limit.after_one()
+    };
     let progress = Arc::new(Progress::default());
     let ticker = progress.spawn_ticker(plan.scenario.name().to_owned(), "requests");
-    let budget = Arc::new(Budget::start(plan.limit));
+    let budget = Arc::new(Budget::start(limit));
     let started = Instant::now();
-    let seed = seed();
     let clients: Vec<_> = (0..plan.concurrency as u64)
         .map(|client| {
             let mut rng = SplitMix64::new(seed ^ client.wrapping_mul(0x9e37_79b9));
@@ -394,7 +376,6 @@ mod tests {
     use serde_json::Value;
 
     use super::*;
-    use crate::bench::args::Limit;
 
     fn parse(body: &[u8]) -> Value {
         serde_json::from_slice(body).expect("JSON body")
