@@ -98,7 +98,7 @@ def main():
         "| # | measurement | clients | throughput | p50 ms | p99 ms | notes |",
         "|---|---|---|---|---|---|---|",
         row(1, "produce floor: bare producer, the service's settings", r["produce"],
-            "one record at a time, until acknowledged"),
+            "one record at a time, until acknowledged; the broker keeps records in memory only"),
         row(2, "round-trip floor: produce, then consume back", r["roundtrip"],
             "until the consumer has the record"),
         row(3, "kvstore PUT", r["put-1"]),
@@ -108,10 +108,11 @@ def main():
         row(5, "kvstore batch of 1000 puts", r["batch-1000"], batch_notes(r["batch-1000"])),
         row(6, f"kvstore GET, {count(machine['get_keys'])} keys", r["get-64"]),
         row(7, "kvstore GET /healthz (the HTTP floor)", r["healthz-64"]),
-        row(8, "etcd PUT (JSON gateway)", r["etcd-put-1"]),
+        row(8, "etcd PUT (JSON gateway)", r["etcd-put-1"], "each write fsynced to disk"),
         row(8, "etcd PUT (JSON gateway)", r["etcd-put-16"]),
         row(8, "etcd PUT (JSON gateway)", r["etcd-put-64"]),
-        row(8, f"etcd GET (JSON gateway), {count(machine['get_keys'])} keys", r["etcd-get-64"]),
+        row(8, f"etcd GET (JSON gateway), {count(machine['get_keys'])} keys", r["etcd-get-64"],
+            "linearizable reads, etcd's default"),
         f"| 9 | replay: a fresh replica attaches {count(replay['records'])} records | 1 | "
         f"{count(replay_rate)} records/s | | | {replay['seconds']:.2f} s from first request "
         f"to ready |",
@@ -138,8 +139,9 @@ def main():
         f"- resident bytes per key / raw key + value bytes: "
         f"{ratio(bytes_per_key, RAW_RECORD_BYTES)}",
         "",
-        "Reproduce with `make bench` (about five minutes; `BENCH_SECONDS` sets the seconds per "
-        "scenario). Figures from a shared or busy machine vary; compare runs on one machine.",
+        "Reproduce with `make bench` (about three minutes after the release build; "
+        "`BENCH_SECONDS` sets the seconds per scenario). Figures from a shared or busy machine "
+        "vary; compare runs on one machine.",
     ]
     print("\n".join(lines))
 
