@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 
 use super::encoding::{ValueEncoding, extract};
 use super::extract::{
-    check_content_type, check_key, content_type, is_json, read_body, topic_from_uri,
+    TopicPath, check_content_type, check_key, content_type, is_json, read_body, topic_from_uri,
 };
 use crate::app::AppState;
 use crate::config::LimitsConfig;
@@ -23,27 +23,56 @@ use crate::topics::Access;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
-    /// The operations, applied in this order.
+    /// The operations, applied in this order (at least one).
+    #[schema(min_items = 1)]
     pub ops: Vec<BatchOperation>,
 }
 
-/// One put or delete.
+/// One put or delete, told apart by `op`.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(example = json!({"op": "put", "key": "user/1", "value": {"name": "Ada"}}))]
-pub struct BatchOperation {
-    /// `put` or `delete`.
-    pub op: BatchOpKind,
-    /// The key.
-    pub key: String,
-    /// For `put`: the value. A JSON string is stored as its text (`text/plain`), any other
-    /// JSON value as JSON (`application/json`); with `encoding: base64`, a string is decoded.
-    #[schema(value_type = Object)]
-    pub value: Option<serde_json::Value>,
-    /// For `put`: how `value` embeds the bytes to store (as in range results).
-    pub encoding: Option<ValueEncoding>,
-    /// For `put`: the content type to store, overriding the encoding's default.
-    pub content_type: Option<String>,
+#[serde(tag = "op", rename_all = "lowercase", deny_unknown_fields)]
+pub enum BatchOperation {
+    /// Write a value.
+    #[schema(example = json!({"op": "put", "key": "user/1", "value": {"name": "Ada"}}))]
+    Put {
+        /// The key: at most `limits.max_key_bytes` (1024) bytes of UTF-8.
+        #[schema(min_length = 1)]
+        key: String,
+        /// The value. A JSON string is stored as its text (`text/plain`), any other JSON
+        /// value as JSON (`application/json`); with `encoding: base64`, a string is decoded.
+        value: serde_json::Value,
+        /// How `value` embeds the bytes to store (as in range results).
+        encoding: Option<ValueEncoding>,
+        /// The content type to store, overriding the encoding's default.
+        #[schema(
+            min_length = 1,
+            max_length = 256,
+            pattern = r"^[a-zA-Z0-9!#$&^_.+-]+/[a-zA-Z0-9!#$&^_.+-]+( *;[\x20-\x7e]*)?$"
+        )]
+        content_type: Option<String>,
+    },
+    /// Delete a key (writes a tombstone).
+    #[schema(example = json!({"op": "delete", "key": "user/2"}))]
+    Delete {
+        /// The key: at most `limits.max_key_bytes` (1024) bytes of UTF-8.
+        #[schema(min_length = 1)]
+        key: String,
+    },
+}
+
+impl BatchOperation {
+    fn kind(&self) -> BatchOpKind {
+        match self {
+            BatchOperation::Put { .. } => BatchOpKind::Put,
+            BatchOperation::Delete { .. } => BatchOpKind::Delete,
+        }
+    }
+
+    fn key(&self) -> &str {
+        match self {
+            BatchOperation::Put { key, .. } | BatchOperation::Delete { key } => key,
+        }
+    }
 }
 
 /// What an operation does.
@@ -87,7 +116,7 @@ pub struct BatchResult {
     post,
     path = "/v1/{topic}/batch",
     tag = "keys",
-    params(("topic" = String, Path, description = "Topic name")),
+    params(TopicPath),
     request_body(content = BatchRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "All applied here", body = BatchResponse),
@@ -158,8 +187,8 @@ pub async fn write_batch(
         .into_iter()
         .zip(&offsets)
         .map(|(op, &offset)| BatchResult {
-            op: op.op,
-            key: op.key,
+            op: op.kind(),
+            key: op.key().to_owned(),
             offset,
         })
         .collect();
@@ -168,32 +197,27 @@ pub async fn write_batch(
 }
 
 fn to_record(op: &BatchOperation, limits: &LimitsConfig) -> Result<OutgoingRecord, ApiError> {
-    check_key(&op.key, limits)?;
-    let key = op.key.clone().into_bytes();
-    match op.op {
-        BatchOpKind::Delete => {
-            if op.value.is_some() || op.encoding.is_some() || op.content_type.is_some() {
-                return Err(ApiError::InvalidRequest("a delete takes only a key".into()));
-            }
-            Ok(OutgoingRecord {
-                key,
-                value: None,
-                content_type: None,
-            })
-        }
-        BatchOpKind::Put => {
-            let value = op
-                .value
-                .as_ref()
-                .ok_or_else(|| ApiError::InvalidRequest("a put needs a value".into()))?;
-            let (bytes, encoding) =
-                extract(value, op.encoding).map_err(ApiError::InvalidRequest)?;
+    check_key(op.key(), limits)?;
+    let key = op.key().as_bytes().to_vec();
+    match op {
+        BatchOperation::Delete { .. } => Ok(OutgoingRecord {
+            key,
+            value: None,
+            content_type: None,
+        }),
+        BatchOperation::Put {
+            value,
+            encoding,
+            content_type,
+            ..
+        } => {
+            let (bytes, encoding) = extract(value, *encoding).map_err(ApiError::InvalidRequest)?;
             if bytes.len() > limits.max_value_bytes {
                 return Err(ApiError::ValueTooLarge {
                     limit: limits.max_value_bytes,
                 });
             }
-            let content_type = match &op.content_type {
+            let content_type = match content_type {
                 Some(ct) => {
                     check_content_type(ct)
                         .map_err(|e| ApiError::InvalidRequest(format!("content_type {e}")))?;

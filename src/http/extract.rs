@@ -10,6 +10,28 @@ use crate::config::LimitsConfig;
 use crate::error::ApiError;
 use crate::topic_name;
 
+/// The topic of a `/v1/{topic}/...` path, as documented (the handlers parse the raw path).
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct TopicPath {
+    /// Topic name: 1 to 249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
+    #[param(pattern = r"^[a-zA-Z0-9._-]{1,249}$", min_length = 1, max_length = 249)]
+    pub topic: String,
+}
+
+/// The topic and key of a `/v1/{topic}/keys/{key}` path, as documented.
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct KeyPath {
+    /// Topic name: 1 to 249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
+    #[param(pattern = r"^[a-zA-Z0-9._-]{1,249}$", min_length = 1, max_length = 249)]
+    pub topic: String,
+    /// The key: UTF-8, percent-encoded, at most `limits.max_key_bytes` (1024) bytes; may
+    /// contain `/`.
+    #[param(min_length = 1)]
+    pub key: String,
+}
+
 /// Longest content type kept with a value.
 pub const MAX_CONTENT_TYPE_LEN: usize = 256;
 
@@ -134,7 +156,7 @@ pub fn content_type(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     Ok(Some(text.to_owned()))
 }
 
-/// Checks that a content type can be stored and sent back as a header: 1 to
+/// Checks that a content type can be stored and sent back as a header: a media type of 1 to
 /// [`MAX_CONTENT_TYPE_LEN`] visible ASCII characters. Says what is wrong otherwise.
 pub fn check_content_type(text: &str) -> Result<(), String> {
     if text.is_empty() || text.len() > MAX_CONTENT_TYPE_LEN {
@@ -142,6 +164,13 @@ pub fn check_content_type(text: &str) -> Result<(), String> {
     }
     if !text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
         return Err("must be visible ASCII".into());
+    }
+    // It is sent back as the value's Content-Type, so it must be a media type.
+    let valid = text
+        .parse::<mime::Mime>()
+        .is_ok_and(|m| !m.type_().as_str().is_empty() && !m.subtype().as_str().is_empty());
+    if !valid {
+        return Err("must be a media type such as text/plain".into());
     }
     Ok(())
 }
@@ -218,6 +247,23 @@ mod tests {
             check_key("abcde", &limits),
             Err(ApiError::KeyTooLarge { len: 5, limit: 4 })
         ));
+    }
+
+    #[test]
+    fn content_types_must_be_media_types() {
+        assert!(check_content_type("text/plain; charset=utf-8").is_ok());
+        assert!(check_content_type("application/vnd.kafka+json").is_ok());
+        for bad in [
+            "",
+            "null",
+            "text",
+            "text/",
+            "/plain",
+            "tëxt/plain",
+            &"a/".repeat(200),
+        ] {
+            assert!(check_content_type(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::extract::{content_type, read_body, topic_and_key};
+use super::extract::{KeyPath, content_type, read_body, topic_and_key};
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorResponse};
 use crate::kafka::producer::OutgoingRecord;
@@ -41,12 +41,11 @@ pub struct WriteResponse {
     path = "/v1/{topic}/keys/{key}",
     tag = "keys",
     params(
-        ("topic" = String, Path, description = "Topic name: 1 to 249 of `[a-zA-Z0-9._-]`"),
-        ("key" = String, Path, description = "The key, percent-encoded; may contain `/`"),
+        KeyPath,
         ("If-None-Match" = Option<String>, Header, description = "Answer 304 if the value's ETag matches"),
     ),
     responses(
-        (status = 200, description = "The value, as written", content_type = "application/octet-stream", body = Vec<u8>,
+        (status = 200, description = "The value, as written, with the content type it was written with", content_type = "*/*", body = serde_json::Value,
             headers(
                 ("ETag" = String, description = "The value's version, quoted"),
                 ("X-Kv-Offset" = i64, description = "The value's version: the offset that wrote it"),
@@ -105,11 +104,8 @@ pub async fn get_key(
     put,
     path = "/v1/{topic}/keys/{key}",
     tag = "keys",
-    params(
-        ("topic" = String, Path, description = "Topic name: 1 to 249 of `[a-zA-Z0-9._-]`"),
-        ("key" = String, Path, description = "The key, percent-encoded; may contain `/`"),
-    ),
-    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The value: any bytes, with any content type"),
+    params(KeyPath),
+    request_body(content = Option<Vec<u8>>, content_type = "application/octet-stream", description = "The value: any bytes (may be empty), with any content type"),
     responses(
         (status = 200, description = "Written and applied here", body = WriteResponse,
             headers(
@@ -159,10 +155,7 @@ pub async fn put_key(
     delete,
     path = "/v1/{topic}/keys/{key}",
     tag = "keys",
-    params(
-        ("topic" = String, Path, description = "Topic name: 1 to 249 of `[a-zA-Z0-9._-]`"),
-        ("key" = String, Path, description = "The key, percent-encoded; may contain `/`"),
-    ),
+    params(KeyPath),
     responses(
         (status = 200, description = "Deleted and applied here", body = WriteResponse,
             headers(

@@ -5,16 +5,27 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::Uri;
 use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as CURSOR_ENCODING;
+use base64::alphabet::URL_SAFE;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::encoding::{ValueEncoding, base64, embed};
-use super::extract::topic_from_uri;
+use super::extract::{TopicPath, topic_from_uri};
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorResponse};
 use crate::store::KeyRange;
 use crate::topics::Access;
+
+/// Cursors are the last key of a page in unpadded base64url. Decoding is lenient (padding
+/// optional, trailing bits ignored) so that every string of the documented pattern is a cursor.
+const CURSOR_ENCODING: GeneralPurpose = GeneralPurpose::new(
+    &URL_SAFE,
+    GeneralPurposeConfig::new()
+        .with_encode_padding(false)
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true),
+);
 
 /// Which keys to list.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -30,8 +41,9 @@ pub struct RangeParams {
     /// Most items in the page: default `limits.default_range_limit` (100), capped at
     /// `limits.max_range_limit` (1000).
     #[param(minimum = 1)]
-    pub limit: Option<u64>,
-    /// `next_cursor` of the previous page, to continue after it.
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page, to continue after it (unpadded base64url).
+    #[param(pattern = r"^([A-Za-z0-9_-]{4})*([A-Za-z0-9_-]{2,3})?$")]
     pub cursor: Option<String>,
 }
 
@@ -56,7 +68,7 @@ pub struct RangeItem {
     pub key_encoding: Option<ValueEncoding>,
     /// The value: a JSON value (`encoding: json`), a string of its text (`text`), or a
     /// base64 string of its bytes (`base64`).
-    #[schema(value_type = Object, example = json!({"name": "Ada"}))]
+    #[schema(example = json!({"name": "Ada"}))]
     pub value: serde_json::Value,
     /// How `value` embeds the stored bytes.
     pub encoding: ValueEncoding,
@@ -71,7 +83,7 @@ pub struct RangeItem {
 /// List keys in order.
 ///
 /// Selects keys by `prefix` and/or between `start` (inclusive) and `end` (exclusive), in
-/// byte order of their UTF-8. Each page holds at most `limit` items (and stops early past
+/// byte order of their UTF-8; a `start` at or after `end` selects nothing. Each page holds at most `limit` items (and stops early past
 /// `limits.max_range_bytes` of data); follow `next_cursor` until it is absent to see every
 /// key. Values are embedded by content type: JSON as JSON (`encoding: json`), other UTF-8 as
 /// a string (`text`), anything else as base64 (`base64`).
@@ -80,7 +92,7 @@ pub struct RangeItem {
     path = "/v1/{topic}/range",
     tag = "keys",
     params(
-        ("topic" = String, Path, description = "Topic name"),
+        TopicPath,
         RangeParams,
     ),
     responses(
@@ -101,7 +113,9 @@ pub async fn scan_range(
     let limits = &state.config.limits;
     let limit = match params.limit {
         None => limits.default_range_limit,
-        Some(0) => return Err(ApiError::InvalidQuery("limit must be at least 1".into())),
+        Some(n) if n < 1 => {
+            return Err(ApiError::InvalidQuery("limit must be at least 1".into()));
+        }
         Some(n) => usize::try_from(n)
             .unwrap_or(usize::MAX)
             .min(limits.max_range_limit),
@@ -114,13 +128,6 @@ pub async fn scan_range(
                 .map_err(|_| ApiError::InvalidQuery("cursor is not one this server issued".into()))
         })
         .transpose()?;
-    if let (Some(start), Some(end)) = (&params.start, &params.end)
-        && start > end
-    {
-        return Err(ApiError::InvalidQuery(format!(
-            "start {start:?} is after end {end:?}"
-        )));
-    }
     let range = KeyRange {
         prefix: params.prefix.map(String::into_bytes).unwrap_or_default(),
         start: params.start.map(String::into_bytes),

@@ -4,6 +4,7 @@ mod common;
 
 mod batch;
 mod faults;
+mod fuzz;
 mod history;
 mod hostile;
 mod keys;

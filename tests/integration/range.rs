@@ -108,18 +108,14 @@ async fn limits_are_capped_and_bad_queries_rejected() {
     );
     assert!(body["next_cursor"].is_string());
 
-    for query in [
-        "limit=0",
-        "limit=-1",
-        "limit=abc",
-        "cursor=***",
-        "start=b&end=a",
-        "bogus=1",
-    ] {
+    for query in ["limit=0", "limit=-1", "limit=abc", "cursor=***", "bogus=1"] {
         let (status, body) = server.get_json(&format!("/v1/lim/range?{query}")).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
         assert_eq!(body["error"]["code"], "invalid_query", "{query}");
     }
+    let (status, body) = server.get_json("/v1/lim/range?start=k0500&end=k0100").await;
+    assert_eq!(status, StatusCode::OK, "an inverted range is empty: {body}");
+    assert_eq!(body["items"], json!([]));
     let (status, body) = server.get_json("/v1/absent/range").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(body["error"]["code"], "topic_not_found");
