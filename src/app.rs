@@ -104,8 +104,8 @@ pub async fn run(
         let stop_http = stop_http.clone();
         async move {
             shutdown.await;
-            tracing::info!("shutting down: no new connections, finishing requests in flight");
             stop_http.cancel();
+            tracing::info!("shutting down: no new connections, finishing requests in flight");
         }
     });
     let settings = http::server::ServerSettings {

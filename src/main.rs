@@ -76,20 +76,27 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(async move {
+    let served = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
         kvstore::app::run(config, listener, Some(metrics), shutdown_signal()).await?;
         anyhow::Ok(())
-    })
+    });
+    // A Kafka call still blocking a thread (the broker may be away) must not hold the exit up.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    served
 }
 
 fn init_tracing(config: &Config) {
     // RUST_LOG, when set, overrides the configured filter.
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log_level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // A closed stdout (say, piped into a pager that quit) must not make logging panic: that
+    // would kill whichever task or thread logged, shutdown included.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .log_internal_errors(false);
     match config.log_format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

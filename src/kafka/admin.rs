@@ -117,11 +117,15 @@ impl Kafka {
         loop {
             let kafka = self.clone();
             let timeout = interval.clamp(Duration::from_secs(1), self.config().kafka.admin_timeout);
-            let reachable = tokio::task::spawn_blocking(move || {
+            let check = tokio::task::spawn_blocking(move || {
                 // A metadata request for no particular topic lists the brokers.
                 kafka.inner.admin.inner().fetch_metadata(None, timeout)
-            })
-            .await;
+            });
+            let reachable = tokio::select! {
+                // Do not hold shutdown up for a check in progress.
+                () = cancel.cancelled() => return,
+                reachable = check => reachable,
+            };
             let now = match reachable {
                 Ok(Ok(_)) => Reachability::Up,
                 _ => Reachability::Down,
