@@ -9,6 +9,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::extract::{KeyPath, content_type, read_body, topic_and_key};
+use super::freshness::add_freshness_headers;
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorResponse};
 use crate::kafka::producer::OutgoingRecord;
@@ -49,6 +50,8 @@ pub struct WriteResponse {
             headers(
                 ("ETag" = String, description = "The value's version, quoted"),
                 ("X-Kv-Offset" = i64, description = "The value's version: the offset that wrote it"),
+                ("X-Kv-Lag" = i64, description = "Records of the topic this replica has yet to apply, when known"),
+                ("X-Kv-Stale-Seconds" = i64, description = "Only while the broker is unreachable: seconds since it last answered"),
             )),
         (status = 304, description = "The value's ETag matches `If-None-Match`"),
         (status = 400, description = "Invalid topic name or key", body = ErrorResponse),
@@ -91,6 +94,7 @@ pub async fn get_key(
         response
     };
     version_headers(response.headers_mut(), value.offset);
+    add_freshness_headers(response.headers_mut(), &topic, state.kafka.status());
     Ok(response)
 }
 

@@ -7,10 +7,12 @@
 //! - [`health`]: `/healthz`, `/readyz`, `/metrics`
 //! - [`extract`] and [`encoding`]: strict request parsing and values inside JSON.
 //! - [`server`]: the connection loop (header deadline, graceful stop).
+//! - [`freshness`]: headers telling readers how stale the replica may be.
 
 pub mod batch;
 pub mod encoding;
 pub mod extract;
+pub mod freshness;
 pub mod health;
 pub mod keys;
 pub mod range;

@@ -12,10 +12,12 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::encoding::{ValueEncoding, base64, embed};
 use super::extract::{TopicPath, topic_from_uri};
+use super::freshness::add_freshness_headers;
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorResponse};
 use crate::store::KeyRange;
 use crate::topics::Access;
+use axum::response::{IntoResponse, Response};
 
 /// Cursors are the last key of a page in unpadded base64url. Decoding is lenient (padding
 /// optional, trailing bits ignored) so that every string of the documented pattern is a cursor.
@@ -96,7 +98,11 @@ pub struct RangeItem {
         RangeParams,
     ),
     responses(
-        (status = 200, description = "A page of keys", body = RangeResponse),
+        (status = 200, description = "A page of keys", body = RangeResponse,
+            headers(
+                ("X-Kv-Lag" = i64, description = "Records of the topic this replica has yet to apply, when known"),
+                ("X-Kv-Stale-Seconds" = i64, description = "Only while the broker is unreachable: seconds since it last answered"),
+            )),
         (status = 400, description = "Invalid topic name or query", body = ErrorResponse),
         (status = 404, description = "The topic does not exist", body = ErrorResponse),
         (status = 409, description = "The topic has more than one partition", body = ErrorResponse),
@@ -107,7 +113,7 @@ pub async fn scan_range(
     State(state): State<AppState>,
     uri: Uri,
     params: Result<Query<RangeParams>, QueryRejection>,
-) -> Result<Json<RangeResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let topic_name = topic_from_uri(&uri)?;
     let Query(params) = params.map_err(|e| ApiError::InvalidQuery(e.body_text()))?;
     let limits = &state.config.limits;
@@ -163,5 +169,7 @@ pub async fn scan_range(
             }
         })
         .collect();
-    Ok(Json(RangeResponse { items, next_cursor }))
+    let mut response = Json(RangeResponse { items, next_cursor }).into_response();
+    add_freshness_headers(response.headers_mut(), &topic, state.kafka.status());
+    Ok(response)
 }

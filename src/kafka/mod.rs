@@ -31,6 +31,8 @@ pub const CONTENT_TYPE_HEADER: &str = "content-type";
 pub struct BrokerStatus {
     reachability: AtomicU8,
     recheck: tokio::sync::Notify,
+    /// When the broker last answered, for telling readers how stale they may be.
+    last_up: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 /// What is known of the broker's reachability.
@@ -56,6 +58,13 @@ impl BrokerStatus {
 
     /// Records the outcome of a check. Returns the previous reachability.
     pub fn set(&self, reachability: Reachability) -> Reachability {
+        if reachability == Reachability::Up {
+            *self
+                .last_up
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                Some(std::time::Instant::now());
+        }
         let value = match reachability {
             Reachability::Unknown => 0,
             Reachability::Up => 1,
@@ -66,6 +75,19 @@ impl BrokerStatus {
             2 => Reachability::Down,
             _ => Reachability::Unknown,
         }
+    }
+
+    /// While the broker is not known to be up: how long since it last answered (`None` if it
+    /// never did). Data read meanwhile may be at least that stale.
+    pub fn unreachable_for(&self) -> Option<Option<std::time::Duration>> {
+        if self.get() == Reachability::Up {
+            return None;
+        }
+        let last_up = *self
+            .last_up
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Some(last_up.map(|at| at.elapsed()))
     }
 
     /// Whether the broker is known to be down.

@@ -132,3 +132,44 @@ async fn unknown_routes_and_methods_get_json_errors() {
     let body: serde_json::Value = response.json().await.expect("json");
     assert_eq!(body["error"]["code"], "method_not_allowed");
 }
+
+#[tokio::test]
+async fn reads_are_served_from_memory_while_the_broker_is_down_and_say_how_stale() {
+    let mut broker = Broker::start();
+    let server = Server::start(&broker.address());
+    server.put_ok("kept", "k", "v").await;
+    let fresh = server
+        .http()
+        .get(server.key_url("kept", "k"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(fresh.headers()["x-kv-lag"], "0");
+    assert!(fresh.headers().get("x-kv-stale-seconds").is_none());
+
+    broker.stop();
+    server.wait_broker("down", Duration::from_secs(15)).await;
+    let stale = server
+        .http()
+        .get(server.key_url("kept", "k"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(stale.status(), StatusCode::OK);
+    assert!(
+        stale.headers().contains_key("x-kv-stale-seconds"),
+        "{:?}",
+        stale.headers()
+    );
+    assert_eq!(stale.text().await.expect("body"), "v");
+    let range = server
+        .http()
+        .get(server.url("/v1/kept/range"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(range.status(), StatusCode::OK);
+    assert!(range.headers().contains_key("x-kv-stale-seconds"));
+    let (status, body) = server.put("kept", "k2", "v", "text/plain").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+}
