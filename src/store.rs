@@ -14,6 +14,10 @@ use tokio::sync::watch;
 /// The content type of values stored without one.
 pub const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
 
+/// Most own writes held for applying ahead of the replay; past this, writes wait for the
+/// replay as usual.
+const MAX_OWN_PENDING: usize = 100_000;
+
 /// Distinct content types kept shared between entries; past this many, each entry carries its
 /// own copy, so a producer writing random content types cannot grow the table without bound.
 const MAX_INTERNED_CONTENT_TYPES: usize = 1024;
@@ -91,6 +95,9 @@ pub struct TopicStore {
     map: BTreeMap<Box<[u8]>, Entry>,
     bytes: u64,
     next_offset: i64,
+    /// This replica's own acknowledged writes at offsets not applied yet, by offset; see
+    /// [`TopicStore::apply_own`].
+    own: BTreeMap<i64, Record>,
     content_types: HashMap<Box<str>, Arc<str>>,
     default_content_type: Arc<str>,
 }
@@ -136,6 +143,36 @@ impl TopicStore {
             }
         }
         true
+    }
+
+    /// Applies records this replica wrote itself and the broker acknowledged at their offsets.
+    ///
+    /// The log holds exactly these records at these offsets, so once every record before one
+    /// of them is applied, it can be applied without waiting for the replay to fetch it back;
+    /// the replay then skips it as already applied. Records with earlier offsets still missing
+    /// wait here until the replay has applied those. Returns how many were applied.
+    pub fn apply_own(&mut self, records: impl IntoIterator<Item = Record>) -> usize {
+        for record in records {
+            if record.offset >= self.next_offset && self.own.len() < MAX_OWN_PENDING {
+                self.own.insert(record.offset, record);
+            }
+        }
+        self.apply_own_ready()
+    }
+
+    /// Applies the own records that are next in line; drops those already applied.
+    fn apply_own_ready(&mut self) -> usize {
+        let mut applied = 0;
+        while let Some(entry) = self.own.first_entry() {
+            if *entry.key() > self.next_offset {
+                break;
+            }
+            let record = entry.remove();
+            if self.apply(record) {
+                applied += 1;
+            }
+        }
+        applied
     }
 
     /// The current value of `key`.
@@ -292,14 +329,31 @@ impl SharedStore {
                 .map(|record| store.apply(record))
                 .filter(|applied| *applied)
                 .count();
+            let own = store.apply_own_ready();
+            (applied + own, store.next_offset())
+        };
+        self.publish(next_offset);
+        applied
+    }
+
+    /// Applies this replica's own acknowledged writes ahead of the replay where nothing
+    /// unapplied precedes them (see [`TopicStore::apply_own`]), then wakes their writers.
+    pub fn apply_own(&self, records: impl IntoIterator<Item = Record>) -> usize {
+        let (applied, next_offset) = {
+            let mut store = self.write();
+            let applied = store.apply_own(records);
             (applied, store.next_offset())
         };
+        self.publish(next_offset);
+        applied
+    }
+
+    fn publish(&self, next_offset: i64) {
         self.next_offset.send_if_modified(|current| {
             let changed = *current != next_offset;
             *current = next_offset;
             changed
         });
-        applied
     }
 
     /// The current value of `key`.
@@ -526,6 +580,26 @@ mod tests {
             let page = store.scan(&range, 10, usize::MAX);
             assert!(page.items.is_empty() && !page.more, "{range:?}");
         }
+    }
+
+    #[test]
+    fn own_writes_apply_once_everything_before_them_has() {
+        let mut store = TopicStore::new();
+        store.apply(put(0, "a", "0"));
+        // Offset 1 (someone else's) is not applied yet: 2 and 3 wait.
+        assert_eq!(store.apply_own([put(2, "b", "2"), put(3, "c", "3")]), 0);
+        assert_eq!(store.get(b"b"), None);
+        assert_eq!(store.next_offset(), 1);
+        store.apply(put(1, "x", "1"));
+        assert_eq!(store.apply_own_ready(), 2);
+        assert_eq!(store.next_offset(), 4);
+        assert_eq!(store.get(b"c").expect("applied").offset, 3);
+        // The replay delivering them later changes nothing.
+        assert!(!store.apply(put(2, "b", "2")));
+        assert!(!store.apply(put(3, "c", "3")));
+        // Own writes the replay already applied are dropped.
+        assert_eq!(store.apply_own([put(1, "x", "1")]), 0);
+        assert!(store.own.is_empty());
     }
 
     #[tokio::test]

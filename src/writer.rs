@@ -10,7 +10,7 @@ use tokio::sync::Semaphore;
 use crate::kafka::Kafka;
 use crate::kafka::producer::{OutgoingRecord, ProduceError};
 use crate::metrics;
-use crate::store::WaitError;
+use crate::store::{Record, WaitError};
 use crate::topics::Topic;
 
 /// Why a write did not succeed, and whether it may still take effect.
@@ -152,6 +152,19 @@ impl Writer {
         let Some(&last) = offsets.iter().max() else {
             return Ok(offsets);
         };
+        // The broker stored exactly these records at these offsets: apply them now where the
+        // replay has caught up to them, instead of waiting for it to fetch them back.
+        topic.store().apply_own(
+            records
+                .iter()
+                .zip(&offsets)
+                .map(|(record, &offset)| Record {
+                    offset,
+                    key: Some(record.key.clone()),
+                    value: record.value.clone(),
+                    content_type: record.content_type.clone(),
+                }),
+        );
         let remaining = self.timeout.saturating_sub(started.elapsed());
         match topic.store().wait_applied(last, remaining).await {
             Ok(()) => Ok(offsets),

@@ -46,6 +46,10 @@ fn settings(config: &Config) -> Vec<(&'static str, String)> {
             "fetch.wait.max.ms",
             config.kafka.fetch_wait_max.as_millis().to_string(),
         ),
+        // Once `queued.min.messages` wait locally, librdkafka pauses fetching for this long
+        // (default 1 s) before checking again; the replay drains the queue much faster than
+        // that, so a long pause idles it. Replaying 1M records: 6.2 s -> 1.5 s.
+        ("fetch.queue.backoff.ms", "10".into()),
     ]
 }
 

@@ -254,6 +254,8 @@ async fn waiting_writes_and_topics_are_bounded() {
             .env("FAILPOINTS", "replay-apply=sleep(1500)"),
     ));
     assert_eq!(server.get("busy", "k").await.0, StatusCode::NOT_FOUND);
+    // A record the (slowed) replay has yet to apply: the writes below must wait for it.
+    broker.produce("busy", b"other", Some(b"x")).await;
     let mut writes = Vec::new();
     for i in 0..8 {
         let server = server.clone();
