@@ -386,3 +386,37 @@ fn tempdir() -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
 }
+
+#[tokio::test]
+#[ignore = "loads a million keys; run with make test-long"]
+async fn a_range_over_a_million_keys_is_paged_not_buffered() {
+    let broker = Broker::start();
+    let server = Server::start(&broker.address());
+    const KEYS: usize = 1_000_000;
+    const PER_BATCH: usize = 10_000;
+    for batch in 0..KEYS / PER_BATCH {
+        let ops: Vec<serde_json::Value> = (0..PER_BATCH)
+            .map(|i| {
+                serde_json::json!({"op": "put", "key": format!("k{:07}", batch * PER_BATCH + i), "value": "v"})
+            })
+            .collect();
+        let (status, body) = server
+            .batch("million", &serde_json::json!({ "ops": ops }))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let info = server.topic_info("million").await.expect("attached");
+    assert_eq!(info["keys"], KEYS);
+
+    // However large the limit asked, a page holds at most limits.max_range_limit items.
+    let (status, body) = server.get_json("/v1/million/range?limit=1000000000").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["items"].as_array().expect("items").len(), 1000);
+    assert!(body["next_cursor"].is_string());
+
+    // And paging reaches every key, once, in order.
+    let items = server.dump("million", "", 1000).await;
+    assert_eq!(items.len(), KEYS);
+    assert_eq!(items[0]["key"], "k0000000");
+    assert_eq!(items[KEYS - 1]["key"], format!("k{:07}", KEYS - 1));
+}
