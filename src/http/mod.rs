@@ -5,6 +5,8 @@
 //! - [`batch`]: `POST /v1/{topic}/batch`
 //! - [`topics`]: `GET /v1/topics`
 //! - [`health`]: `/healthz`, `/readyz`, `/metrics`
+//! - `/openapi.json` and, at `/docs`, Swagger UI reading it (built into the binary, so it works
+//!   without network access).
 //! - [`extract`] and [`encoding`]: strict request parsing and values inside JSON.
 //! - [`server`]: the connection loop (header deadline, graceful stop).
 //! - [`freshness`]: headers telling readers how stale the replica may be.
@@ -23,12 +25,15 @@ use std::any::Any;
 
 use axum::Json;
 use axum::Router;
+use axum::extract::Request;
 use axum::http::{StatusCode, Uri};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
 
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorDetail, ErrorResponse};
@@ -105,6 +110,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .route("/openapi.json", get(serve_openapi))
+        .merge(swagger_ui())
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(crate::metrics::track_http))
@@ -115,6 +121,23 @@ pub fn router(state: AppState) -> Router {
 
 async fn serve_openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(openapi())
+}
+
+/// Swagger UI at `/docs/`, reading the document served at `/openapi.json` (so there is one
+/// document, not a second copy under `/docs`).
+fn swagger_ui() -> Router<AppState> {
+    Router::from(SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from("/openapi.json")))
+        .layer(axum::middleware::from_fn(docs_not_found))
+}
+
+/// Swagger UI answers an unknown file with an empty 404; give it the usual error body.
+async fn docs_not_found(request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    if response.status() == StatusCode::NOT_FOUND {
+        return ApiError::RouteNotFound(path).into_response();
+    }
+    response
 }
 
 async fn route_not_found(uri: Uri) -> ApiError {

@@ -3,6 +3,7 @@
 mod common;
 
 mod batch;
+mod clients;
 mod faults;
 mod fuzz;
 mod history;
