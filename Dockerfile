@@ -4,8 +4,7 @@
 #
 # The builder compiles the release binary (librdkafka is bundled and linked statically). The
 # runtime stage carries only what `ldd target/release/kvstore` lists (glibc, libgcc_s, zlib)
-# and CA certificates; if the build gains OpenSSL (rdkafka's `ssl` feature), add `libssl3`
-# there.
+# and CA certificates: OpenSSL is compiled in as well (rdkafka's `ssl-vendored` feature).
 
 ARG RUST_VERSION=1
 
