@@ -19,11 +19,14 @@
 //! - [`kafka`]: all rdkafka code: clients, topic admin, producer, replay loop.
 //! - [`metrics`]: metric names, descriptions and the HTTP middleware.
 //! - [`topic_name`]: Kafka's rules for topic names.
+//! - [`client`]: `kvstore get|put|delete|range|batch|topics`, a client of a server over HTTP;
+//!   not used by the service.
 //! - [`bench`]: `kvstore bench`, the load generator and the Kafka floors; not used by the
 //!   service.
 
 pub mod app;
 pub mod bench;
+pub mod client;
 pub mod config;
 pub mod error;
 pub mod http;

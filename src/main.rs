@@ -1,8 +1,10 @@
 //! The `kvstore` command: parses the command line, loads the configuration, sets up logging
-//! and metrics, and runs the service. No logic of its own.
+//! and metrics, and runs the service; or hands a client, `openapi` or `bench` command to the
+//! library. No logic of its own.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -21,6 +23,8 @@ struct Cli {
 enum Command {
     /// Run the HTTP service.
     Serve(ServeArgs),
+    #[command(flatten)]
+    Client(kvstore::client::ClientCommand),
     /// Print the OpenAPI document (as served at /openapi.json) to stdout.
     Openapi,
     /// Measure kvstore (or etcd) over HTTP, or the Kafka floors beneath it.
@@ -46,19 +50,23 @@ struct ServeArgs {
     log_level: Option<String>,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<ExitCode> {
     // Test builds read fault-injection points from FAILPOINTS.
     #[cfg(feature = "failpoints")]
     let _failpoints = fail::FailScenario::setup();
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(args).map(|()| ExitCode::SUCCESS),
+        Command::Client(command) => Ok(kvstore::client::run(command)),
         Command::Openapi => {
             let json = serde_json::to_string_pretty(&kvstore::http::openapi())?;
             println!("{json}");
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
-        Command::Bench(args) => Ok(kvstore::bench::run(&args)?),
+        Command::Bench(args) => {
+            kvstore::bench::run(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
