@@ -73,7 +73,28 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     close_batch_operations(&mut doc);
+    binary_put_body(&mut doc);
     doc
+}
+
+/// A PUT's body is the value's raw bytes. utoipa describes `Vec<u8>` as a JSON array of
+/// integers; say `string` with format `binary`, which is what code generators (and readers)
+/// take for a raw byte body. The body stays optional: an empty body is an empty value.
+fn binary_put_body(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+    let body = doc
+        .paths
+        .paths
+        .get_mut("/v1/{topic}/keys/{key}")
+        .and_then(|item| item.put.as_mut())
+        .and_then(|put| put.request_body.as_mut())
+        .and_then(|body| body.content.get_mut("application/octet-stream"));
+    if let Some(content) = body {
+        let bytes = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)));
+        content.schema = Some(bytes.into());
+    }
 }
 
 /// Batch operations reject unknown fields (`deny_unknown_fields`), which utoipa states for
