@@ -22,7 +22,8 @@ lint: ## cargo fmt --check and clippy with warnings as errors
 	$(CARGO) clippy --locked -- -D warnings
 
 unit-and-integration: ## Unit and HTTP tests against Tansu (built with fault injection points)
-	@export KVSTORE_TEST_SCHEMATHESIS="$$(scripts/schemathesis.sh)"; \
+	@export KVSTORE_TEST_SCHEMATHESIS="$$(scripts/schemathesis.sh)" \
+	  KVSTORE_TEST_OPENAPI_PYTHON_CLIENT="$$(scripts/openapi-python-client.sh)"; \
 	tansu="$(TANSU)"; test -x "$$tansu" || { echo "no Tansu broker binary" >&2; exit 1; }; \
 	if $(CARGO) nextest --version >/dev/null 2>&1; then \
 	  KVSTORE_TEST_TANSU="$$tansu" $(CARGO) nextest run --locked --no-fail-fast --features failpoints; \

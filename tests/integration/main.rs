@@ -13,4 +13,5 @@ mod model;
 mod operations;
 mod range;
 mod replication;
+mod sdk;
 mod topics;
