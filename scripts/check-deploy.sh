@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # `make check-deploy`: validates the deploy artifacts (Dockerfile, docker-compose.yml,
-# deploy/prometheus, deploy/grafana, helm/kvstore) without Docker or a cluster.
+# deploy/prometheus, deploy/grafana, helm/kvstore) and openapi/openapi.json without Docker or
+# a cluster.
 #
 # Installs its tools once into $KVSTORE_CACHE (default ~/.cache/kvstore):
 #   deploy-venv/   check-jsonschema (Compose specification schema), kubernetes-validate
-#                  (Kubernetes OpenAPI schemas) and helm-python-sdk (Helm's Go SDK, for
-#                  lint and template without a helm binary), from PyPI
+#                  (Kubernetes OpenAPI schemas), helm-python-sdk (Helm's Go SDK, for lint
+#                  and template without a helm binary) and openapi-spec-validator (the
+#                  checked-in OpenAPI document), from PyPI
 #   promtool/      promtool taken from Debian's `prometheus` package (downloaded and
 #                  unpacked, not installed, so no Prometheus service lands on the machine)
 # then runs scripts/check_deploy.py, which prints one line per check.
@@ -14,11 +16,11 @@ cd "$(dirname "$0")/.."
 
 cache="${KVSTORE_CACHE:-$HOME/.cache/kvstore}"
 venv="$cache/deploy-venv"
-tools="check-jsonschema==0.39.0 kubernetes-validate==1.37.0 helm-python-sdk==0.2.2 PyYAML==6.0.4"
+tools="check-jsonschema==0.39.0 kubernetes-validate==1.37.0 helm-python-sdk==0.2.2 PyYAML==6.0.4 openapi-spec-validator==0.9.0"
 mkdir -p "$cache"
 
 if [ "$(cat "$venv/.tools" 2>/dev/null)" != "$tools" ] ||
-  ! "$venv/bin/python" -c 'import helm_python, kubernetes_validate, yaml' 2>/dev/null; then
+  ! "$venv/bin/python" -c 'import helm_python, kubernetes_validate, openapi_spec_validator, yaml' 2>/dev/null; then
   echo "check-deploy: installing $tools into $venv" >&2
   rm -rf "$venv"
   python3 -m venv "$venv" >&2

@@ -22,7 +22,9 @@ from pathlib import Path
 
 import helm_python as helm
 import kubernetes_validate.utils as kv
+import openapi_spec_validator
 import yaml
+from openapi_spec_validator import OpenAPIV31SpecValidator
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "helm" / "kvstore"
@@ -31,6 +33,7 @@ COMPOSE = ROOT / "docker-compose.yml"
 PROMETHEUS_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 GRAFANA = ROOT / "deploy" / "grafana"
 DASHBOARD = GRAFANA / "dashboards" / "kvstore.json"
+OPENAPI = ROOT / "openapi" / "openapi.json"
 # Kinds without a schema in kubernetes-validate (custom resources) that the chart may render.
 CUSTOM_KINDS = {"ServiceMonitor"}
 
@@ -80,6 +83,13 @@ def fail_if(problems: list[str]) -> None:
 
 def run(command: list[str], **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, **kwargs)
+
+
+def cargo_field(name: str) -> str:
+    match = re.search(rf'^{name} = "([^"]+)"', (ROOT / "Cargo.toml").read_text(), re.MULTILINE)
+    if not match:
+        raise Failed(f"Cargo.toml has no {name}")
+    return match.group(1)
 
 
 # ---------------------------------------------------------------------------------------
@@ -333,8 +343,7 @@ def value_sets() -> list[tuple[str, dict | None]]:
 
 def check_chart_version() -> str:
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
-    cargo = re.search(r'^version = "([^"]+)"', (ROOT / "Cargo.toml").read_text(), re.MULTILINE)
-    if not cargo or chart["appVersion"] != cargo.group(1):
+    if chart["appVersion"] != cargo_field("version"):
         raise Failed(f"Chart.yaml appVersion {chart['appVersion']} is not Cargo.toml's version")
     return f"appVersion {chart['appVersion']}"
 
@@ -544,6 +553,44 @@ def check_config_starts_kvstore(name: str, values: dict | None, binary: Path | N
 
 
 # ---------------------------------------------------------------------------------------
+# OpenAPI document
+
+
+def check_openapi() -> str:
+    """openapi-spec-validator finds no error, and the info object is the crate's."""
+    spec = json.loads(OPENAPI.read_text())
+    if not str(spec.get("openapi", "")).startswith("3.1."):
+        raise Failed(f"openapi is {spec.get('openapi')!r}, not 3.1.x")
+    problems = [
+        f"{'/'.join(str(p) for p in error.absolute_path) or '(root)'}: {error.message}"
+        for error in OpenAPIV31SpecValidator(spec).iter_errors()
+    ]
+    info = spec.get("info", {})
+    expected = {
+        "title": cargo_field("name"),
+        "version": cargo_field("version"),
+        "license.identifier": cargo_field("license"),
+    }
+    actual = {
+        "title": info.get("title"),
+        "version": info.get("version"),
+        "license.identifier": info.get("license", {}).get("identifier"),
+    }
+    for field, value in expected.items():
+        if actual[field] != value:
+            problems.append(f"info.{field} is {actual[field]!r}; Cargo.toml says {value!r}")
+    for field in ("description",):
+        if len(str(info.get(field, "")).strip()) < 20:
+            problems.append(f"info.{field} is missing or too short to say anything")
+    if not info.get("license", {}).get("name"):
+        problems.append("info.license.name is missing")
+    fail_if(problems)
+    version = openapi_spec_validator.__version__
+    return (f"openapi-spec-validator {version}: OpenAPI {spec['openapi']}, {len(spec['paths'])} paths, "
+            f"no errors; info {info['title']} {info['version']}, {info['license']['identifier']}")
+
+
+# ---------------------------------------------------------------------------------------
 # Dockerfile
 
 
@@ -592,6 +639,7 @@ def main() -> int:
     checks.run("Dockerfile runtime libraries", check_dockerfile_libraries, binary)
     checks.run("Prometheus config", check_prometheus_config, args.promtool)
     checks.run("Grafana dashboard", check_grafana, args.promtool)
+    checks.run("OpenAPI document", check_openapi)
     checks.run("Helm appVersion", check_chart_version)
     versions = [kv.major_minor(kv.latest_version())]
 
