@@ -39,7 +39,7 @@ test-long: ## The slow fault tests (broker killed and restarted, SQLite storage;
 	  $(CARGO) test --locked --no-fail-fast --features failpoints -- --ignored; \
 	fi
 
-check-deploy: ## Validate Dockerfile, compose, Prometheus, Grafana, Helm and OpenAPI files (no Docker needed)
+check-deploy: ## Validate Dockerfile, compose, Prometheus, Grafana, Helm and OpenAPI files; scrape a live kvstore with Prometheus
 	scripts/check-deploy.sh
 
 openapi: ## Regenerate openapi/openapi.json from the code

@@ -8,9 +8,12 @@
 #                  (Kubernetes OpenAPI schemas), helm-python-sdk (Helm's Go SDK, for lint
 #                  and template without a helm binary) and openapi-spec-validator (the
 #                  checked-in OpenAPI document), from PyPI
-#   promtool/      promtool taken from Debian's `prometheus` package (downloaded and
-#                  unpacked, not installed, so no Prometheus service lands on the machine)
-# then runs scripts/check_deploy.py, which prints one line per check.
+#   promtool/      promtool and the prometheus server taken from Debian's `prometheus`
+#                  package (downloaded and unpacked, not installed, so no Prometheus service
+#                  lands on the machine)
+# then runs scripts/check_deploy.py, which prints one line per check. Its live check starts
+# a Tansu broker (scripts/tansu.sh), kvstore (target/debug/kvstore, built if missing) and a
+# Prometheus scraping it, all on free loopback ports, and stops them afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,8 +33,9 @@ if [ "$(cat "$venv/.tools" 2>/dev/null)" != "$tools" ] ||
 fi
 
 promtool="$cache/promtool/promtool"
-if [ ! -x "$promtool" ]; then
-  echo "check-deploy: unpacking promtool from Debian's prometheus package into $cache/promtool" >&2
+prometheus="$cache/promtool/prometheus"
+if [ ! -x "$promtool" ] || [ ! -x "$prometheus" ]; then
+  echo "check-deploy: unpacking promtool and prometheus from Debian's prometheus package into $cache/promtool" >&2
   work="$(mktemp -d)"
   trap 'rm -rf "$work"' EXIT
   if ! (cd "$work" && apt-get download prometheus >&2 2>"$work/apt.err"); then
@@ -47,7 +51,17 @@ if [ ! -x "$promtool" ]; then
   dpkg-deb -x "$work"/prometheus_*.deb "$work/root"
   mkdir -p "$cache/promtool"
   install -m 0755 "$work/root/usr/bin/promtool" "$promtool"
+  install -m 0755 "$work/root/usr/bin/prometheus" "$prometheus"
+  rm -rf "$work"
+  trap - EXIT
 fi
 
+if [ ! -x target/debug/kvstore ]; then
+  echo "check-deploy: building target/debug/kvstore for the live checks" >&2
+  cargo build --locked >&2
+fi
+
+tansu="$(scripts/tansu.sh memory)"
+
 exec "$venv/bin/python" scripts/check_deploy.py --promtool "$promtool" \
-  --check-jsonschema "$venv/bin/check-jsonschema"
+  --check-jsonschema "$venv/bin/check-jsonschema" --prometheus "$prometheus" --tansu "$tansu"

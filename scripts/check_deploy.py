@@ -2,6 +2,9 @@
 """The checks behind `make check-deploy` (run through scripts/check-deploy.sh, which installs
 the tools). Each check prints `ok`, `FAIL` (with the reasons) or `skip`; any FAIL makes the
 exit status 1. Rendered Helm manifests are left in target/check-deploy/ for inspection.
+
+One check runs things for real: a Tansu broker, target/debug/kvstore and a Prometheus
+scraping it, on free loopback ports, all stopped when the check ends.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -217,6 +221,119 @@ def check_prometheus_config(promtool: str) -> str:
     if targets != expected:
         raise Failed(f"job kvstore scrapes {sorted(targets)}; the compose replicas are {sorted(expected)}")
     return f"promtool check config; scrapes {', '.join(sorted(targets))}"
+
+
+# ---------------------------------------------------------------------------------------
+# A real Prometheus scraping a live kvstore
+
+LIVE_TOPIC = "check-deploy"
+
+
+def http(method: str, url: str, body: bytes | None = None, headers: dict | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+class Processes:
+    """Processes a check starts, logging into `workdir`; all stopped when the check ends."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.started: list[tuple[str, subprocess.Popen]] = []
+
+    def __enter__(self) -> Processes:
+        return self
+
+    def __exit__(self, *_) -> None:
+        for _, process in reversed(self.started):
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+    def start(self, name: str, command: list[str], env: dict[str, str] | None = None) -> None:
+        with open(self.workdir / f"{name}.log", "wb") as log:
+            process = subprocess.Popen(command, cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
+        self.started.append((name, process))
+
+    def log_tail(self, name: str) -> str:
+        lines = (self.workdir / f"{name}.log").read_text(errors="replace").splitlines()
+        return "\n".join(lines[-15:])
+
+    def wait_for(self, what: str, probe, timeout: float):
+        """Calls `probe` until it returns something truthy and returns that; fails if it
+        does not in time, or if a started process exits meanwhile."""
+        deadline = time.monotonic() + timeout
+        last_error = None
+        while time.monotonic() < deadline:
+            for name, process in self.started:
+                if process.poll() is not None:
+                    raise Failed(f"{name} exited ({process.returncode}) waiting for {what}:\n{self.log_tail(name)}")
+            try:
+                result = probe()
+                if result:
+                    return result
+            except (OSError, ValueError) as error:  # not listening yet, or a partial answer
+                last_error = error
+            time.sleep(0.25)
+        raise Failed(f"no {what} within {timeout:.0f}s" + (f" (last error: {last_error})" if last_error else ""))
+
+
+def check_prometheus_live(prometheus: str, promtool: str, tansu: str, binary: Path | None) -> str:
+    """kvstore against a Tansu broker, with a topic written; promtool lints its /metrics, and
+    a real Prometheus scrapes it until its HTTP API returns the topic's consumer lag."""
+    if binary is None:
+        raise Skipped("no target/debug/kvstore (make build, or scripts/check-deploy.sh builds it)")
+    version = run([prometheus, "--version"]).stdout.split("\n")[0]
+    with tempfile.TemporaryDirectory() as tmp, Processes(Path(tmp)) as processes:
+        broker_port, http_port, prometheus_port = free_port(), free_port(), free_port()
+        broker = f"tcp://127.0.0.1:{broker_port}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KVSTORE_") and k != "RUST_LOG"}
+        processes.start("tansu", [tansu, "broker", "--listener-url", broker, "--advertised-listener-url", broker,
+                                  "--storage-engine", "memory://tansu/"], env={**env, "RUST_LOG": "warn"})
+        processes.start("kvstore", [str(binary), "serve", "--listen", f"127.0.0.1:{http_port}",
+                                    "--brokers", f"127.0.0.1:{broker_port}"], env=env)
+        base = f"http://127.0.0.1:{http_port}"
+        processes.wait_for("ready kvstore", lambda: http("GET", f"{base}/readyz")[0] == 200, 30)
+        for i in range(3):
+            status, body = http("PUT", f"{base}/v1/{LIVE_TOPIC}/keys/key-{i}", b"value", {"content-type": "text/plain"})
+            if status != 200:
+                raise Failed(f"PUT answered {status}: {body!r}")
+
+        status, metrics = http("GET", f"{base}/metrics")
+        lint = subprocess.run([promtool, "check", "metrics"], input=metrics, capture_output=True)
+        if status != 200 or lint.returncode != 0:
+            raise Failed(f"promtool check metrics on /metrics ({status}):\n"
+                         + (lint.stdout + lint.stderr).decode(errors="replace").strip())
+
+        config = Path(tmp) / "prometheus.yml"
+        config.write_text(yaml.safe_dump({
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "scrape_configs": [{"job_name": "kvstore", "static_configs": [{"targets": [f"127.0.0.1:{http_port}"]}]}],
+        }))
+        processes.start("prometheus", [prometheus, f"--config.file={config}", f"--storage.tsdb.path={tmp}/data",
+                                       f"--web.listen-address=127.0.0.1:{prometheus_port}"], env=env)
+        query = f'kvstore_consumer_lag_records{{topic="{LIVE_TOPIC}"}}'
+
+        def lag_series() -> list | None:
+            url = f"http://127.0.0.1:{prometheus_port}/api/v1/query?" + urllib.parse.urlencode({"query": query})
+            status, body = http("GET", url)
+            answer = json.loads(body) if status == 200 else None
+            return answer["data"]["result"] if answer and answer.get("status") == "success" else None
+
+        series = processes.wait_for(f"{query} from Prometheus", lag_series, 60)
+        labels, (_, value) = series[0]["metric"], series[0]["value"]
+        expected = {"job": "kvstore", "instance": f"127.0.0.1:{http_port}", "topic": LIVE_TOPIC}
+        if any(labels.get(k) != v for k, v in expected.items()) or value != "0":
+            raise Failed(f"{query} is {labels} = {value}; expected {expected} = 0")
+    return f"{version.strip()} scraped {binary.relative_to(ROOT)}: {query} = {value}; promtool check metrics: clean"
 
 
 # ---------------------------------------------------------------------------------------
@@ -630,6 +747,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--promtool", required=True)
     parser.add_argument("--check-jsonschema", required=True)
+    parser.add_argument("--prometheus", required=True)
+    parser.add_argument("--tansu", required=True)
     args = parser.parse_args()
     started = time.monotonic()
     binary = kvstore_binary()
@@ -638,6 +757,9 @@ def main() -> int:
     checks.run("docker-compose.yml wiring", check_compose_wiring)
     checks.run("Dockerfile runtime libraries", check_dockerfile_libraries, binary)
     checks.run("Prometheus config", check_prometheus_config, args.promtool)
+    debug_binary = ROOT / "target" / "debug" / "kvstore"
+    checks.run("Prometheus scraping a live kvstore", check_prometheus_live, args.prometheus, args.promtool,
+               args.tansu, debug_binary if debug_binary.is_file() else None)
     checks.run("Grafana dashboard", check_grafana, args.promtool)
     checks.run("OpenAPI document", check_openapi)
     checks.run("Helm appVersion", check_chart_version)
