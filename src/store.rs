@@ -99,6 +99,7 @@ pub struct TopicStore {
     /// [`TopicStore::apply_own`].
     own: BTreeMap<i64, Record>,
     content_types: HashMap<Box<str>, Arc<str>>,
+    last_content_type: Option<Arc<str>>,
     default_content_type: Arc<str>,
 }
 
@@ -235,14 +236,24 @@ impl TopicStore {
 
     fn intern(&mut self, content_type: Option<String>) -> Option<Arc<str>> {
         let content_type = content_type.filter(|ct| ct != DEFAULT_CONTENT_TYPE)?;
-        if let Some(shared) = self.content_types.get(content_type.as_str()) {
-            return Some(shared.clone());
+        // Runs of records usually share one content type: skip the hash look-up for them.
+        if let Some(last) = &self.last_content_type
+            && **last == *content_type
+        {
+            return Some(last.clone());
         }
-        let shared: Arc<str> = Arc::from(content_type.as_str());
-        if self.content_types.len() < MAX_INTERNED_CONTENT_TYPES {
-            self.content_types
-                .insert(content_type.into_boxed_str(), shared.clone());
-        }
+        let shared = match self.content_types.get(content_type.as_str()) {
+            Some(shared) => shared.clone(),
+            None => {
+                let shared: Arc<str> = Arc::from(content_type.as_str());
+                if self.content_types.len() < MAX_INTERNED_CONTENT_TYPES {
+                    self.content_types
+                        .insert(content_type.into_boxed_str(), shared.clone());
+                }
+                shared
+            }
+        };
+        self.last_content_type = Some(shared.clone());
         Some(shared)
     }
 }
