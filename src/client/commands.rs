@@ -1,6 +1,7 @@
 //! What each client command does: one request (or one per page), then its output.
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::args::{
@@ -84,27 +85,39 @@ async fn batch(args: BatchArgs) -> Result<(), ClientError> {
     print_write(&answer, &args.connection)
 }
 
-/// A write's answer: its offset alone, or the whole JSON with `--json`.
-fn print_write(answer: &Value, connection: &Connection) -> Result<(), ClientError> {
+/// Reads `T` out of an answer kept as it came.
+fn parse<'a, T: Deserialize<'a>>(
+    raw: &'a RawValue,
+    connection: &Connection,
+) -> Result<T, ClientError> {
+    serde_json::from_str(raw.get()).map_err(|e| ClientError::Unexpected {
+        url: connection.url.clone(),
+        reason: format!("{e} in {}", raw.get()),
+    })
+}
+
+/// The part of a write's answer printed without `--json`.
+#[derive(Debug, Deserialize)]
+struct Written {
+    offset: i64,
+}
+
+/// A write's answer: its offset alone, or the server's JSON as it came with `--json`.
+fn print_write(answer: &RawValue, connection: &Connection) -> Result<(), ClientError> {
     let mut out = Output::stdout();
     if connection.json {
-        out.json(answer)?;
+        out.raw_json(answer)?;
     } else {
-        let offset = answer["offset"]
-            .as_i64()
-            .ok_or_else(|| ClientError::Unexpected {
-                url: connection.url.clone(),
-                reason: format!("no offset in {answer}"),
-            })?;
-        out.line(&[offset.to_string()])?;
+        let written: Written = parse(answer, connection)?;
+        out.line(&[written.offset.to_string()])?;
     }
     out.finish()
 }
 
-/// One page of a range, as the server sends it.
+/// One page of a range, its items kept as they came.
 #[derive(Debug, Deserialize)]
 struct RangePage {
-    items: Vec<Value>,
+    items: Vec<Box<RawValue>>,
     next_cursor: Option<String>,
 }
 
@@ -118,9 +131,7 @@ async fn range(args: RangeArgs) -> Result<(), ClientError> {
     let mut cursor = args.cursor.clone();
     let mut remaining = args.limit;
     let mut written = 0_u64;
-    if json {
-        out.raw(b"{\"items\":[")?;
-    }
+    let mut first_page = true;
     loop {
         let limit = match (remaining, args.page_size) {
             (Some(remaining), Some(page)) => Some(remaining.min(page)),
@@ -134,14 +145,19 @@ async fn range(args: RangeArgs) -> Result<(), ClientError> {
             cursor: cursor.as_deref(),
         };
         let page: RangePage = client.range_page(&args.topic, &query).await?;
+        // Opened once the first page is in, so a listing that fails at once prints nothing.
+        if json && first_page {
+            out.raw(b"{\"items\":[")?;
+        }
+        first_page = false;
         for item in &page.items {
             if json {
                 if written > 0 {
                     out.raw(b",")?;
                 }
-                out.json_fragment(item)?;
+                out.raw(item.get().as_bytes())?;
             } else {
-                out.line(&item_fields(item))?;
+                out.line(&item_fields(&parse(item, &args.connection)?))?;
             }
             written += 1;
         }
@@ -183,6 +199,12 @@ fn item_fields(item: &Value) -> [String; 2] {
     [key, value_field(&item["value"], encoding)]
 }
 
+/// `/v1/topics`, the fields printed without `--json`.
+#[derive(Debug, Deserialize)]
+struct TopicList {
+    topics: Vec<TopicLine>,
+}
+
 /// One attached topic, as `/v1/topics` lists it.
 #[derive(Debug, Deserialize)]
 struct TopicLine {
@@ -197,17 +219,13 @@ struct TopicLine {
 
 /// One line per topic, tab-separated, with a header when stdout is a terminal.
 async fn topics(args: TopicsArgs) -> Result<(), ClientError> {
-    let answer: Value = client(&args.connection)?.topics().await?;
+    let answer = client(&args.connection)?.topics().await?;
     let mut out = Output::stdout();
     if args.connection.json {
-        out.json(&answer)?;
+        out.raw_json(&answer)?;
         return out.finish();
     }
-    let topics: Vec<TopicLine> =
-        serde_json::from_value(answer["topics"].clone()).map_err(|e| ClientError::Unexpected {
-            url: args.connection.url.clone(),
-            reason: format!("topics: {e}"),
-        })?;
+    let TopicList { topics } = parse(&answer, &args.connection)?;
     if out.is_terminal() {
         out.line(&[
             "name",

@@ -6,6 +6,7 @@ use std::time::Duration;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::{Method, RequestBuilder, Response};
 use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 
 use super::error::ClientError;
 use crate::http::keys::OFFSET_HEADER;
@@ -100,14 +101,14 @@ impl KvClient {
         })
     }
 
-    /// `PUT /v1/{topic}/keys/{key}`; answers the server's JSON.
+    /// `PUT /v1/{topic}/keys/{key}`; answers the server's JSON as it came.
     pub async fn put_key(
         &self,
         topic: &str,
         key: &str,
         value: Vec<u8>,
         content_type: Option<&str>,
-    ) -> Result<serde_json::Value, ClientError> {
+    ) -> Result<Box<RawValue>, ClientError> {
         let url = self.key_url(topic, key)?;
         let mut request = self.http.put(&url).body(value);
         if let Some(content_type) = content_type {
@@ -116,12 +117,8 @@ impl KvClient {
         self.json(request, &url).await
     }
 
-    /// `DELETE /v1/{topic}/keys/{key}`; answers the server's JSON.
-    pub async fn delete_key(
-        &self,
-        topic: &str,
-        key: &str,
-    ) -> Result<serde_json::Value, ClientError> {
+    /// `DELETE /v1/{topic}/keys/{key}`; answers the server's JSON as it came.
+    pub async fn delete_key(&self, topic: &str, key: &str) -> Result<Box<RawValue>, ClientError> {
         let url = self.key_url(topic, key)?;
         self.json(self.http.delete(&url), &url).await
     }
@@ -147,19 +144,19 @@ impl KvClient {
         self.json(self.http.get(&url).query(&params), &url).await
     }
 
-    /// `POST /v1/{topic}/batch` with `body`; answers the server's JSON.
+    /// `POST /v1/{topic}/batch` with `body`; answers the server's JSON as it came.
     pub async fn batch(
         &self,
         topic: &str,
         body: &serde_json::Value,
-    ) -> Result<serde_json::Value, ClientError> {
+    ) -> Result<Box<RawValue>, ClientError> {
         let url = format!("{}/v1/{}/batch", self.base, segment("topic", topic)?);
         self.json(self.http.request(Method::POST, &url).json(body), &url)
             .await
     }
 
-    /// `GET /v1/topics`.
-    pub async fn topics<T: DeserializeOwned>(&self) -> Result<T, ClientError> {
+    /// `GET /v1/topics`; answers the server's JSON as it came.
+    pub async fn topics(&self) -> Result<Box<RawValue>, ClientError> {
         let url = format!("{}/v1/topics", self.base);
         self.json(self.http.get(&url), &url).await
     }

@@ -9,6 +9,7 @@ use std::io::{BufWriter, IsTerminal, Stdout, Write};
 
 use serde::Serialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::error::ClientError;
 
@@ -60,6 +61,12 @@ impl Output {
     pub fn json(&mut self, value: &impl Serialize) -> Result<(), ClientError> {
         self.json_fragment(value)?;
         Ok(self.out.write_all(b"\n")?)
+    }
+
+    /// Writes JSON as it came, and a newline.
+    pub fn raw_json(&mut self, json: &RawValue) -> Result<(), ClientError> {
+        self.raw(json.get().as_bytes())?;
+        self.raw(b"\n")
     }
 
     /// Flushes what is buffered.

@@ -354,6 +354,7 @@ async fn cli_exit_codes_say_what_went_wrong() {
     check(&["get", "e", "nope"], b"", 1, "key_not_found");
     check(&["get", "missing", "k"], b"", 1, "topic_not_found");
     check(&["range", "missing"], b"", 1, "topic_not_found");
+    check(&["range", "missing", "--json"], b"", 1, "topic_not_found");
     // 2: usage and input.
     check(&["put", "e", "k"], b"", 2, "required");
     check(
