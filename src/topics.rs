@@ -134,7 +134,10 @@ impl Topic {
 
     /// The partition's end offset as of the last fetch, if known.
     pub fn end_offset(&self) -> Option<i64> {
-        Some(self.end_offset.load(Ordering::Relaxed)).filter(|o| *o >= 0)
+        let fetched = Some(self.end_offset.load(Ordering::Relaxed)).filter(|o| *o >= 0)?;
+        // Own writes applied ahead of the replay are in the log too, beyond what the last
+        // fetch reported.
+        Some(fetched.max(self.store.next_offset()))
     }
 
     /// Notes that the replay applied everything fetched so far: the first time, the topic

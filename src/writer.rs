@@ -154,17 +154,17 @@ impl Writer {
         };
         // The broker stored exactly these records at these offsets: apply them now where the
         // replay has caught up to them, instead of waiting for it to fetch them back.
-        topic.store().apply_own(
-            records
-                .iter()
-                .zip(&offsets)
-                .map(|(record, &offset)| Record {
-                    offset,
-                    key: Some(record.key.clone()),
-                    value: record.value.clone(),
-                    content_type: record.content_type.clone(),
-                }),
-        );
+        let applied_here = topic.store().apply_own(records.iter().zip(&offsets).map(
+            |(record, &offset)| Record {
+                offset,
+                key: Some(record.key.clone()),
+                value: record.value.clone(),
+                content_type: record.content_type.clone(),
+            },
+        ));
+        if applied_here > 0 {
+            metrics::records_applied(topic.name(), applied_here as u64);
+        }
         let remaining = self.timeout.saturating_sub(started.elapsed());
         match topic.store().wait_applied(last, remaining).await {
             Ok(()) => Ok(offsets),

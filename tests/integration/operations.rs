@@ -74,6 +74,13 @@ async fn metrics_show_lag_0_after_catch_up() {
         50.0
     );
     assert_eq!(metric(&text, "kvstore_write_wait_seconds_count"), 50.0);
+    // Counted whether the writer or the replay applied them.
+    assert_eq!(
+        metric(&text, "kvstore_records_applied_total{topic=\"lagging\"}"),
+        50.0
+    );
+    let (_, topics) = writer.get_json("/v1/topics").await;
+    assert_eq!(topics["topics"][0]["end_offset"], last + 1, "{topics}");
     assert_eq!(metric(&text, "kvstore_broker_up"), 1.0);
 }
 
