@@ -94,26 +94,10 @@ fn client_config<'a>(
     client
 }
 
-/// The settings of the service's replay consumer (private to `kafka::replay`, so repeated
-/// here): manually assigned, nothing committed, told when it reaches the end, and a short
-/// `fetch.wait.max.ms` (brokers such as Tansu do not answer a waiting fetch when data arrives).
-fn consumer_settings(config: &Config) -> Vec<(&'static str, String)> {
-    vec![
-        ("group.id", "kvstore-bench".into()),
-        ("enable.auto.commit", "false".into()),
-        ("enable.auto.offset.store", "false".into()),
-        ("enable.partition.eof", "true".into()),
-        ("auto.offset.reset", "earliest".into()),
-        (
-            "fetch.wait.max.ms",
-            config.kafka.fetch_wait_max.as_millis().to_string(),
-        ),
-    ]
-}
-
 /// A consumer of `plan`'s topic, partition 0, from its beginning.
 fn consumer(plan: &Plan, config: &Config) -> Result<BaseConsumer, BenchError> {
-    let consumer: BaseConsumer = client_config(plan, consumer_settings(config)).create()?;
+    let consumer: BaseConsumer =
+        client_config(plan, crate::kafka::replay::settings(config)).create()?;
     let mut assignment = TopicPartitionList::new();
     // Offset 0, as the service assigns it: Offset::Beginning would first look the log start
     // up, after a 500 ms wait while the partition's leader is unknown. `auto.offset.reset`

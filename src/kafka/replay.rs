@@ -31,8 +31,9 @@ const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
 /// Errors logged at most this often per topic, so a broker outage does not flood the log.
 const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
-/// The consumer settings: read-only, manually assigned, told when it reaches the end.
-fn settings(config: &Config) -> Vec<(&'static str, String)> {
+/// The replay consumer's settings: read-only, manually assigned, told when it reaches the end.
+/// Public so that `kvstore bench` measures its bare consumer with exactly these.
+pub fn settings(config: &Config) -> Vec<(&'static str, String)> {
     vec![
         // librdkafka requires a group id even for manual assignment; nothing is ever
         // committed to it and the group is never joined.
