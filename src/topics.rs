@@ -11,8 +11,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
+use crate::kafka::Kafka;
 use crate::kafka::admin::{AdminError, TopicLookup};
-use crate::kafka::{Kafka, Reachability};
 use crate::store::{SharedStore, StoreStats};
 
 /// Why a topic cannot be served.
@@ -433,7 +433,7 @@ impl Topics {
 
     async fn attach_inner(&self, name: &str, access: Access) -> Result<Arc<Topic>, TopicError> {
         let kafka = &self.inner.kafka;
-        if kafka.status().get() == Reachability::Down {
+        if kafka.status().is_down() {
             return Err(TopicError::BrokerUnavailable(
                 "the broker did not answer the last check".into(),
             ));

@@ -91,10 +91,11 @@ impl Writer {
 
     /// Writes `records` to `topic` in order and returns their offsets once this replica has
     /// applied all of them. Not atomic: if it fails part-way, earlier records may be written.
+    /// Takes the records by value: once acknowledged they move into the store as they are.
     pub async fn write(
         &self,
         topic: &Topic,
-        records: &[OutgoingRecord],
+        records: Vec<OutgoingRecord>,
     ) -> Result<Vec<i64>, WriteError> {
         let started = Instant::now();
         let result = self.write_inner(topic, records, started).await;
@@ -111,7 +112,7 @@ impl Writer {
     async fn write_inner(
         &self,
         topic: &Topic,
-        records: &[OutgoingRecord],
+        records: Vec<OutgoingRecord>,
         started: Instant,
     ) -> Result<Vec<i64>, WriteError> {
         if self.kafka.status().is_down() {
@@ -127,7 +128,7 @@ impl Writer {
                     limit: self.max_pending,
                 })?;
         let mut deliveries = Vec::with_capacity(records.len());
-        for record in records {
+        for record in &records {
             match self.kafka.send(topic.name(), record) {
                 Ok(delivery) => deliveries.push(delivery),
                 Err(error) => {
@@ -154,14 +155,19 @@ impl Writer {
         };
         // The broker stored exactly these records at these offsets: apply them now where the
         // replay has caught up to them, instead of waiting for it to fetch them back.
-        let applied_here = topic.store().apply_own(records.iter().zip(&offsets).map(
-            |(record, &offset)| Record {
-                offset,
-                key: Some(record.key.clone()),
-                value: record.value.clone(),
-                content_type: record.content_type.clone(),
-            },
-        ));
+        let applied_here = topic
+            .store()
+            .apply_own(
+                records
+                    .into_iter()
+                    .zip(&offsets)
+                    .map(|(record, &offset)| Record {
+                        offset,
+                        key: Some(record.key),
+                        value: record.value,
+                        content_type: record.content_type,
+                    }),
+            );
         if applied_here > 0 {
             metrics::records_applied(topic.name(), applied_here as u64);
         }

@@ -181,7 +181,7 @@ pub async fn write_batch(
         .map(|(index, op)| to_record(op, limits).map_err(|e| prefix_error(index, e)))
         .collect::<Result<Vec<_>, _>>()?;
     let topic = state.topics.get(&topic_name, Access::Write).await?;
-    let offsets = state.writer.write(&topic, &records).await?;
+    let offsets = state.writer.write(&topic, records).await?;
     let results: Vec<BatchResult> = request
         .ops
         .into_iter()

@@ -193,10 +193,7 @@ async fn write_one(
     access: Access,
 ) -> Result<Response, ApiError> {
     let topic = state.topics.get(&topic_name, access).await?;
-    let offsets = state
-        .writer
-        .write(&topic, std::slice::from_ref(&record))
-        .await?;
+    let offsets = state.writer.write(&topic, vec![record]).await?;
     let offset = offsets.first().copied().unwrap_or(-1);
     let mut response = Json(WriteResponse {
         topic: topic_name,
