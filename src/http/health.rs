@@ -85,12 +85,10 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     let Some(handle) = &state.metrics else {
         return (StatusCode::NOT_FOUND, "metrics are not enabled").into_response();
     };
-    crate::metrics::service_state(
-        state.kafka.status().get() == Reachability::Up,
-        state.topics.list().len(),
-    );
-    for topic in state.topics.list() {
-        crate::metrics::topic_progress(&topic);
+    let topics = state.topics.list();
+    crate::metrics::service_state(state.kafka.status().get() == Reachability::Up, topics.len());
+    for topic in &topics {
+        crate::metrics::topic_progress(topic);
     }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
