@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::{Auth, AuthSetupError};
 use crate::config::Config;
 use crate::http;
 use crate::kafka::Kafka;
@@ -34,6 +35,8 @@ pub struct AppState {
     pub writer: Writer,
     /// The Prometheus recorder, when metrics are enabled.
     pub metrics: Option<PrometheusHandle>,
+    /// The token check.
+    pub auth: Arc<Auth>,
 }
 
 /// Why the service could not start or stopped with an error.
@@ -45,6 +48,9 @@ pub enum AppError {
     /// The HTTP server failed.
     #[error("HTTP server error: {0}")]
     Io(#[from] std::io::Error),
+    /// The auth tokens could not be loaded.
+    #[error("cannot load auth tokens: {0}")]
+    Auth(#[from] AuthSetupError),
 }
 
 /// Serves the API on `listener` until `shutdown` completes, then stops in order: stop
@@ -57,6 +63,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AppError> {
     let config = Arc::new(config);
+    let auth = Arc::new(Auth::from_config(&config)?);
     let kafka = Kafka::new(config.clone())?;
     let tracker = TaskTracker::new();
     let cancel = CancellationToken::new();
@@ -77,6 +84,7 @@ pub async fn run(
         topics: topics.clone(),
         writer,
         metrics: metrics.clone(),
+        auth: auth.clone(),
     };
 
     tracker.spawn({
@@ -99,6 +107,16 @@ pub async fn run(
 
     let address = listener.local_addr()?;
     tracing::info!(%address, brokers = %config.brokers, "listening");
+    if auth.is_enabled() {
+        tracing::info!(tokens = config.auth.tokens.len(), "bearer tokens required");
+        tracker.spawn(reload_tokens_on_hangup(auth, cancel.clone()));
+    } else if !address.ip().is_loopback() {
+        tracing::warn!(
+            %address,
+            "authentication is OFF on a non-loopback address: anyone who can reach it can read \
+             and overwrite every topic; configure auth.tokens, or listen on 127.0.0.1"
+        );
+    }
     let stop_http = CancellationToken::new();
     tokio::spawn({
         let stop_http = stop_http.clone();
@@ -133,4 +151,33 @@ pub async fn run(
     let _ = tokio::task::spawn_blocking(move || flushing.flush(FLUSH_TIMEOUT)).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Reads the tokens' secrets again on SIGHUP, so that a token can be rotated without a
+/// restart. A failed reload keeps the tokens in use.
+async fn reload_tokens_on_hangup(auth: Arc<Auth>, cancel: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; tokens reload only on restart");
+            return;
+        };
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                received = hangups.recv() => if received.is_none() { return },
+            }
+            match auth.reload() {
+                Ok(tokens) => tracing::info!(tokens, "auth tokens reloaded"),
+                Err(error) => {
+                    tracing::error!(%error, "auth tokens not reloaded; the previous ones stay in use");
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (auth, cancel);
+    }
 }

@@ -13,6 +13,9 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::secret::SecretRef;
+use crate::topic_name::TopicPattern;
+
 /// Prefix of the environment variables read as configuration; `__` separates nested keys
 /// (`KVSTORE_LIMITS__MAX_KEY_BYTES`).
 pub const ENV_PREFIX: &str = "KVSTORE_";
@@ -24,7 +27,8 @@ pub const DEFAULT_CONFIG_FILE: &str = "kvstore.toml";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Address the HTTP server listens on. Default `0.0.0.0:8080`.
+    /// Address the HTTP server listens on. Default `127.0.0.1:8080`: this machine only. On
+    /// any other address auth is on unless `auth.enabled = false`.
     pub listen: SocketAddr,
     /// Kafka bootstrap servers, comma-separated `host:port`. Default `localhost:9092`.
     pub brokers: String,
@@ -45,8 +49,10 @@ pub struct Config {
     pub topics: TopicsConfig,
     /// Size and count limits on requests and state.
     pub limits: LimitsConfig,
-    /// Kafka client tuning.
+    /// Kafka client tuning and security.
     pub kafka: KafkaConfig,
+    /// Who may do what: bearer tokens and their scopes.
+    pub auth: AuthConfig,
 }
 
 /// How HTTP connections are treated.
@@ -60,6 +66,9 @@ pub struct HttpConfig {
     /// How long a client may take to send a request's body before it gets 408. Default `30s`.
     #[serde(with = "humantime_serde")]
     pub body_read_timeout: Duration,
+    /// Most requests served at once; more get 503 at once rather than queueing. `/healthz`
+    /// and `/readyz` are not counted. Default `1024`.
+    pub max_concurrent_requests: usize,
 }
 
 /// How topics are found, created and preloaded.
@@ -76,6 +85,9 @@ pub struct TopicsConfig {
     /// Default `30s`.
     #[serde(with = "humantime_serde")]
     pub attach_timeout: Duration,
+    /// Topics never served, as patterns (`*` any characters, `?` one): requests naming them
+    /// get 403. Default `["__*"]`, Kafka's internal topics such as `__consumer_offsets`.
+    pub deny: Vec<String>,
 }
 
 /// Size and count limits on requests and state.
@@ -119,9 +131,104 @@ pub struct KafkaConfig {
     /// Timeout for metadata look-ups and topic creation. Default `5s`.
     #[serde(with = "humantime_serde")]
     pub admin_timeout: Duration,
-    /// Extra librdkafka properties (`security.protocol`, `sasl.mechanism`, ...) applied last to
-    /// every Kafka client, overriding kvstore's own settings. Default empty.
+    /// How clients connect to the brokers: `plaintext`, `ssl`, `sasl_plaintext` or
+    /// `sasl_ssl`. Default `plaintext`.
+    pub security_protocol: SecurityProtocol,
+    /// SASL credentials, used with `sasl_plaintext` and `sasl_ssl`.
+    pub sasl: SaslConfig,
+    /// TLS to the brokers, used with `ssl` and `sasl_ssl`.
+    pub tls: KafkaTlsConfig,
+    /// Extra librdkafka properties applied last to every Kafka client, overriding kvstore's
+    /// own settings and the typed ones above. Prefer the typed settings for secrets: these
+    /// values are plain text. Default empty.
     pub librdkafka: BTreeMap<String, String>,
+}
+
+/// How Kafka clients connect to the brokers (librdkafka `security.protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecurityProtocol {
+    /// No encryption, no authentication.
+    Plaintext,
+    /// TLS, optionally with a client certificate.
+    Ssl,
+    /// SASL authentication without encryption.
+    SaslPlaintext,
+    /// SASL authentication over TLS: what managed Kafka services use.
+    SaslSsl,
+}
+
+/// SASL mechanisms (librdkafka `sasl.mechanisms`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SaslMechanism {
+    /// User name and password, sent as they are (use with TLS).
+    #[serde(rename = "PLAIN")]
+    Plain,
+    /// Salted challenge-response, SHA-256.
+    #[serde(rename = "SCRAM-SHA-256")]
+    ScramSha256,
+    /// Salted challenge-response, SHA-512.
+    #[serde(rename = "SCRAM-SHA-512")]
+    ScramSha512,
+}
+
+/// SASL credentials for the brokers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SaslConfig {
+    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`. Default `PLAIN`.
+    pub mechanism: SaslMechanism,
+    /// The user name. Default empty.
+    pub username: String,
+    /// Where the password is: `{ file = "..." }` or `{ env = "..." }`. Default none.
+    pub password: Option<SecretRef>,
+}
+
+/// TLS to the brokers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaTlsConfig {
+    /// CA certificates (PEM) to trust instead of the system's. Default none (system CAs).
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS. Default none.
+    pub cert_file: Option<PathBuf>,
+    /// The client certificate's private key (PEM). Default none.
+    pub key_file: Option<PathBuf>,
+    /// Where the private key's password is, if it has one. Default none.
+    pub key_password: Option<SecretRef>,
+    /// Check that the broker's certificate names the host connected to. Default `true`.
+    pub verify_hostname: bool,
+}
+
+/// Who may do what. With auth on, every request but `/healthz` and `/readyz` (and, if so
+/// configured, `/metrics` and `/docs`) needs `Authorization: Bearer <token>` naming one of
+/// `tokens`, whose scopes must allow it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Whether requests need a token. Default: on, unless `listen` is a loopback address.
+    pub enabled: Option<bool>,
+    /// Serve `/metrics` without a token; else it needs the `metrics` scope. Default `false`.
+    pub open_metrics: bool,
+    /// Serve `/docs` and `/openapi.json` without a token; else any valid token. Default
+    /// `true`: the API's description holds no data.
+    pub open_docs: bool,
+    /// The tokens. Default none.
+    pub tokens: Vec<TokenConfig>,
+}
+
+/// One bearer token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// A name for logs, metrics and error messages (never the secret itself).
+    pub name: String,
+    /// Where the token is: `{ file = "..." }` or `{ env = "..." }`.
+    pub secret: SecretRef,
+    /// What it allows: `read:PATTERN` (GET keys, range), `write:PATTERN` (PUT, DELETE,
+    /// batch) on topics matching PATTERN (`users*`, `*`), `admin` (`/v1/topics`) and
+    /// `metrics` (`/metrics`).
+    pub scopes: Vec<String>,
 }
 
 /// Log output format.
@@ -137,7 +244,7 @@ pub enum LogFormat {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             brokers: "localhost:9092".to_owned(),
             write_timeout: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(30),
@@ -147,6 +254,7 @@ impl Default for Config {
             topics: TopicsConfig::default(),
             limits: LimitsConfig::default(),
             kafka: KafkaConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -156,6 +264,7 @@ impl Default for HttpConfig {
         HttpConfig {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
+            max_concurrent_requests: 1024,
         }
     }
 }
@@ -167,6 +276,7 @@ impl Default for TopicsConfig {
             preload: Vec::new(),
             replication_factor: -1,
             attach_timeout: Duration::from_secs(30),
+            deny: vec!["__*".to_owned()],
         }
     }
 }
@@ -193,7 +303,79 @@ impl Default for KafkaConfig {
             fetch_wait_max: Duration::from_millis(10),
             health_interval: Duration::from_secs(2),
             admin_timeout: Duration::from_secs(5),
+            security_protocol: SecurityProtocol::Plaintext,
+            sasl: SaslConfig::default(),
+            tls: KafkaTlsConfig::default(),
             librdkafka: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            enabled: None,
+            open_metrics: false,
+            open_docs: true,
+            tokens: Vec::new(),
+        }
+    }
+}
+
+impl Default for SaslConfig {
+    fn default() -> Self {
+        SaslConfig {
+            mechanism: SaslMechanism::Plain,
+            username: String::new(),
+            password: None,
+        }
+    }
+}
+
+impl Default for KafkaTlsConfig {
+    fn default() -> Self {
+        KafkaTlsConfig {
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+            key_password: None,
+            verify_hostname: true,
+        }
+    }
+}
+
+impl SecurityProtocol {
+    /// The librdkafka `security.protocol` value.
+    pub fn as_librdkafka(self) -> &'static str {
+        match self {
+            SecurityProtocol::Plaintext => "plaintext",
+            SecurityProtocol::Ssl => "ssl",
+            SecurityProtocol::SaslPlaintext => "sasl_plaintext",
+            SecurityProtocol::SaslSsl => "sasl_ssl",
+        }
+    }
+
+    /// Whether this protocol authenticates with SASL.
+    pub fn uses_sasl(self) -> bool {
+        matches!(
+            self,
+            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+        )
+    }
+
+    /// Whether this protocol encrypts with TLS.
+    pub fn uses_tls(self) -> bool {
+        matches!(self, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
+    }
+}
+
+impl SaslMechanism {
+    /// The librdkafka `sasl.mechanisms` value.
+    pub fn as_librdkafka(self) -> &'static str {
+        match self {
+            SaslMechanism::Plain => "PLAIN",
+            SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
+            SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
         }
     }
 }
@@ -237,7 +419,7 @@ pub enum ConfigError {
 impl Config {
     /// The top-level keys, so that unrelated `KVSTORE_*` variables (such as the client's
     /// `KVSTORE_URL`) are not mistaken for server settings.
-    const KEYS: [&'static str; 10] = [
+    const KEYS: [&'static str; 11] = [
         "listen",
         "brokers",
         "write_timeout",
@@ -248,6 +430,7 @@ impl Config {
         "topics",
         "limits",
         "kafka",
+        "auth",
     ];
 
     /// The layered sources: defaults, the TOML file, the environment, then `overrides`.
@@ -277,9 +460,28 @@ impl Config {
             .merge(Serialized::defaults(overrides.clone())))
     }
 
+    /// Whether requests need a bearer token: as configured, else on unless the listener is
+    /// a loopback address.
+    pub fn auth_enabled(&self) -> bool {
+        self.auth
+            .enabled
+            .unwrap_or_else(|| !self.listen.ip().is_loopback())
+    }
+
+    /// The `topics.deny` patterns (checked by [`Config::from_figment`]).
+    pub fn denied_topics(&self) -> Vec<TopicPattern> {
+        self.topics
+            .deny
+            .iter()
+            .filter_map(|pattern| TopicPattern::new(pattern).ok())
+            .collect()
+    }
+
     /// Extracts and checks the configuration.
     pub fn from_figment(figment: &Figment) -> Result<Config, ConfigError> {
-        let config: Config = figment.extract().map_err(Box::new)?;
+        let config: Config = figment
+            .extract()
+            .map_err(|error| Box::new(redact_values(error)))?;
         config.validate()?;
         Ok(config)
     }
@@ -290,12 +492,6 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
-            ConfigError::Invalid {
-                key,
-                problem: problem.into(),
-            }
-        }
         let positive = [
             ("limits.max_key_bytes", self.limits.max_key_bytes),
             ("limits.max_value_bytes", self.limits.max_value_bytes),
@@ -309,6 +505,10 @@ impl Config {
             ("limits.max_range_bytes", self.limits.max_range_bytes),
             ("limits.max_topics", self.limits.max_topics),
             ("limits.max_pending_writes", self.limits.max_pending_writes),
+            (
+                "http.max_concurrent_requests",
+                self.http.max_concurrent_requests,
+            ),
         ];
         for (key, value) in positive {
             if value == 0 {
@@ -348,15 +548,137 @@ impl Config {
                 "must be -1 (broker default) or at least 1",
             ));
         }
+        for pattern in &self.topics.deny {
+            TopicPattern::new(pattern).map_err(|problem| invalid("topics.deny", problem))?;
+        }
+        let denied = self.denied_topics();
         for topic in &self.topics.preload {
             if let Err(problem) = crate::topic_name::validate(topic) {
                 return Err(invalid("topics.preload", format!("{topic:?}: {problem}")));
             }
+            if let Some(pattern) = denied.iter().find(|p| p.matches(topic)) {
+                return Err(invalid(
+                    "topics.preload",
+                    format!("{topic:?} matches the topics.deny pattern {pattern:?}"),
+                ));
+            }
         }
+        self.validate_kafka_security()?;
+        self.validate_auth()?;
         if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {
             return Err(invalid("log_level", "is not a valid tracing filter"));
         }
         Ok(())
+    }
+
+    fn validate_kafka_security(&self) -> Result<(), ConfigError> {
+        let kafka = &self.kafka;
+        let protocol = kafka.security_protocol;
+        if protocol.uses_sasl() {
+            if kafka.sasl.username.is_empty() {
+                return Err(invalid(
+                    "kafka.sasl.username",
+                    format!(
+                        "must be set with security_protocol {}",
+                        protocol.as_librdkafka()
+                    ),
+                ));
+            }
+            if kafka.sasl.password.is_none() {
+                return Err(invalid(
+                    "kafka.sasl.password",
+                    "must name a file or environment variable: { file = \"...\" } or { env = \"...\" }",
+                ));
+            }
+        }
+        let tls = &kafka.tls;
+        let tls_set = tls.ca_file.is_some()
+            || tls.cert_file.is_some()
+            || tls.key_file.is_some()
+            || tls.key_password.is_some();
+        if tls_set && !protocol.uses_tls() {
+            return Err(invalid(
+                "kafka.tls",
+                "is only used with security_protocol ssl or sasl_ssl",
+            ));
+        }
+        if tls.cert_file.is_some() != tls.key_file.is_some() {
+            return Err(invalid(
+                "kafka.tls.cert_file",
+                "and kafka.tls.key_file must be given together",
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_auth(&self) -> Result<(), ConfigError> {
+        let mut names = std::collections::BTreeSet::new();
+        for token in &self.auth.tokens {
+            if token.name.trim().is_empty() {
+                return Err(invalid("auth.tokens", "every token needs a name"));
+            }
+            if !names.insert(token.name.as_str()) {
+                return Err(invalid(
+                    "auth.tokens",
+                    format!("two tokens are named {:?}", token.name),
+                ));
+            }
+            for scope in &token.scopes {
+                crate::auth::Scope::parse(scope).map_err(|problem| {
+                    invalid("auth.tokens", format!("token {:?}: {problem}", token.name))
+                })?;
+            }
+        }
+        if self.auth_enabled() && self.auth.tokens.is_empty() {
+            let why = match self.auth.enabled {
+                Some(_) => "auth.enabled is true".to_owned(),
+                None => format!(
+                    "auth is on by default when listening on {}, which is not a loopback address",
+                    self.listen
+                ),
+            };
+            return Err(invalid(
+                "auth.tokens",
+                format!(
+                    "is empty but {why}: configure tokens, or set auth.enabled = false \
+                     (KVSTORE_AUTH__ENABLED=false) to serve without authentication"
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// figment's messages quote the value they could not use; a secret put in the wrong place
+/// (say, a malformed `KVSTORE_KAFKA__LIBRDKAFKA`) must not reach the logs that way. The key
+/// and the expected type are still named.
+fn redact_values(error: figment::Error) -> figment::Error {
+    use figment::error::{Actual, Kind};
+    let hide = |actual: Actual| match actual {
+        Actual::Str(_) => Actual::Other("a string (not shown)".into()),
+        other => other,
+    };
+    error
+        .into_iter()
+        .map(|mut error| {
+            error.kind = match error.kind {
+                Kind::InvalidType(actual, expected) => Kind::InvalidType(hide(actual), expected),
+                Kind::InvalidValue(actual, expected) => Kind::InvalidValue(hide(actual), expected),
+                kind => kind,
+            };
+            error
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .reduce(|earlier, error| earlier.chain(error))
+        .unwrap_or_else(|| figment::Error::from("invalid configuration"))
+}
+
+fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        problem: problem.into(),
     }
 }
 
@@ -376,7 +698,7 @@ mod tests {
     #[test]
     fn defaults_match_the_documentation() {
         let config = Config::default();
-        assert_eq!(config.listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(config.brokers, "localhost:9092");
         assert_eq!(config.write_timeout, Duration::from_secs(10));
         assert_eq!(config.limits.max_key_bytes, 1024);
@@ -456,6 +778,86 @@ mod tests {
             jail.set_env("KVSTORE_WRITE_TIMEOUT", "soon");
             let err = load_in_jail(&Overrides::default()).expect_err("rejects");
             assert!(err.to_lowercase().contains("write_timeout"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn errors_do_not_quote_values() {
+        Jail::expect_with(|jail| {
+            jail.set_env("KVSTORE_KAFKA__LIBRDKAFKA", "{sasl.password=hunter2hunter2");
+            let err = load_in_jail(&Overrides::default()).expect_err("rejects");
+            assert!(err.to_lowercase().contains("librdkafka"), "{err}");
+            assert!(!err.contains("hunter2"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn auth_is_on_by_default_off_loopback_and_needs_tokens() {
+        Jail::expect_with(|jail| {
+            let config = load_in_jail(&Overrides::default()).expect("loads");
+            assert!(!config.auth_enabled(), "loopback by default");
+
+            jail.set_env("KVSTORE_LISTEN", "0.0.0.0:8080");
+            let err = load_in_jail(&Overrides::default()).expect_err("needs tokens");
+            assert!(
+                err.contains("auth.tokens") && err.contains("auth.enabled"),
+                "{err}"
+            );
+
+            jail.set_env("KVSTORE_AUTH__ENABLED", "false");
+            let config = load_in_jail(&Overrides::default()).expect("explicitly off");
+            assert!(!config.auth_enabled());
+
+            jail.set_env("KVSTORE_AUTH__ENABLED", "true");
+            jail.set_env(
+                "KVSTORE_AUTH__TOKENS",
+                r#"[{name="app", secret={env="APP_TOKEN"}, scopes=["read:users*", "admin"]}]"#,
+            );
+            let config = load_in_jail(&Overrides::default()).expect("loads");
+            assert!(config.auth_enabled());
+            assert_eq!(
+                config.auth.tokens[0].secret,
+                SecretRef::Env("APP_TOKEN".into())
+            );
+
+            jail.set_env(
+                "KVSTORE_AUTH__TOKENS",
+                r#"[{name="app", secret={env="APP_TOKEN"}, scopes=["root"]}]"#,
+            );
+            let err = load_in_jail(&Overrides::default()).expect_err("bad scope");
+            assert!(err.contains("root"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn denied_topics_and_kafka_security_are_checked() {
+        Jail::expect_with(|jail| {
+            let config = load_in_jail(&Overrides::default()).expect("loads");
+            assert!(config.denied_topics()[0].matches("__consumer_offsets"));
+
+            jail.set_env("KVSTORE_TOPICS__PRELOAD", "[__consumer_offsets]");
+            let err = load_in_jail(&Overrides::default()).expect_err("denied");
+            assert!(err.contains("topics.preload"), "{err}");
+            jail.set_env("KVSTORE_TOPICS__PRELOAD", "[]");
+
+            jail.set_env("KVSTORE_KAFKA__SECURITY_PROTOCOL", "sasl_ssl");
+            let err = load_in_jail(&Overrides::default()).expect_err("needs a user");
+            assert!(err.contains("kafka.sasl.username"), "{err}");
+            jail.set_env("KVSTORE_KAFKA__SASL__USERNAME", "kv");
+            let err = load_in_jail(&Overrides::default()).expect_err("needs a password");
+            assert!(err.contains("kafka.sasl.password"), "{err}");
+            jail.set_env("KVSTORE_KAFKA__SASL__PASSWORD__FILE", "/run/secrets/kafka");
+            jail.set_env("KVSTORE_KAFKA__SASL__MECHANISM", "SCRAM-SHA-512");
+            let config = load_in_jail(&Overrides::default()).expect("loads");
+            assert_eq!(config.kafka.sasl.mechanism, SaslMechanism::ScramSha512);
+
+            jail.set_env("KVSTORE_KAFKA__SECURITY_PROTOCOL", "sasl_plaintext");
+            jail.set_env("KVSTORE_KAFKA__TLS__CA_FILE", "/etc/ca.pem");
+            let err = load_in_jail(&Overrides::default()).expect_err("tls unused");
+            assert!(err.contains("kafka.tls"), "{err}");
             Ok(())
         });
     }

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::auth::AuthError;
 use crate::topics::TopicError;
 use crate::writer::WriteError;
 
@@ -108,6 +109,15 @@ pub enum ApiError {
     /// A write failed or its outcome is unknown.
     #[error(transparent)]
     Write(#[from] WriteError),
+    /// The request has no valid token, or its token lacks the scope.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// The server is serving as many requests as it may.
+    #[error("the server is busy: {limit} requests in flight; retry shortly")]
+    Busy {
+        /// `http.max_concurrent_requests`.
+        limit: usize,
+    },
 }
 
 impl ApiError {
@@ -132,6 +142,9 @@ impl ApiError {
             ApiError::KeyNotFound { .. } => (StatusCode::NOT_FOUND, "key_not_found"),
             ApiError::RouteNotFound(_) => (StatusCode::NOT_FOUND, "route_not_found"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::Auth(AuthError::Forbidden { .. }) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::Auth(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, "server_busy"),
             ApiError::Topic(err) => match err {
                 TopicError::NotFound(_) => (StatusCode::NOT_FOUND, "topic_not_found"),
                 TopicError::NotSinglePartition { .. } => {
@@ -150,6 +163,7 @@ impl ApiError {
                     (StatusCode::SERVICE_UNAVAILABLE, "broker_unavailable")
                 }
                 TopicError::Refused(_) => (StatusCode::BAD_GATEWAY, "kafka_refused"),
+                TopicError::Denied { .. } => (StatusCode::FORBIDDEN, "topic_denied"),
             },
             ApiError::Write(err) => match err {
                 WriteError::BrokerUnavailable(_) => {
@@ -176,7 +190,8 @@ impl ApiError {
             ApiError::Topic(TopicError::StillReplaying { .. })
             | ApiError::Topic(TopicError::BrokerUnavailable(_))
             | ApiError::Write(WriteError::BrokerUnavailable(_))
-            | ApiError::Write(WriteError::Overloaded { .. }) => Some(Duration::from_secs(1)),
+            | ApiError::Write(WriteError::Overloaded { .. })
+            | ApiError::Busy { .. } => Some(Duration::from_secs(1)),
             _ => None,
         }
     }
@@ -200,6 +215,21 @@ impl IntoResponse for ApiError {
             response.headers_mut().insert(
                 header::RETRY_AFTER,
                 HeaderValue::from(after.as_secs().max(1)),
+            );
+        }
+        if let ApiError::Auth(error) = &self {
+            // RFC 6750: how to authenticate, and why the token fell short.
+            let challenge = match error {
+                AuthError::Missing => r#"Bearer realm="kvstore""#,
+                AuthError::Malformed => r#"Bearer realm="kvstore", error="invalid_request""#,
+                AuthError::Invalid => r#"Bearer realm="kvstore", error="invalid_token""#,
+                AuthError::Forbidden { .. } => {
+                    r#"Bearer realm="kvstore", error="insufficient_scope""#
+                }
+            };
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
             );
         }
         response

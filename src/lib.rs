@@ -13,18 +13,21 @@
 //! - [`app`]: the shared state and the order of startup and shutdown.
 //! - [`http`]: the router, one module per resource, the OpenAPI document.
 //! - [`error`]: every client-visible error and its status code.
+//! - [`auth`]: bearer tokens, their scopes, and the check each protected request passes.
+//! - [`secret`]: secrets named by reference (a file or an environment variable).
 //! - [`topics`]: attaching topics on first use and tracking their replay.
 //! - [`writer`]: the write path, produce then wait for the local apply.
 //! - [`store`]: the in-memory ordered map per topic; no I/O.
 //! - [`kafka`]: all rdkafka code: clients, topic admin, producer, replay loop.
 //! - [`metrics`]: metric names, descriptions and the HTTP middleware.
-//! - [`topic_name`]: Kafka's rules for topic names.
+//! - [`topic_name`]: Kafka's rules for topic names, and patterns over them.
 //! - [`client`]: `kvstore get|put|delete|range|batch|topics`, a client of a server over HTTP;
 //!   not used by the service.
 //! - [`bench`]: `kvstore bench`, the load generator and the Kafka floors; not used by the
 //!   service.
 
 pub mod app;
+pub mod auth;
 pub mod bench;
 pub mod client;
 pub mod config;
@@ -32,6 +35,7 @@ pub mod error;
 pub mod http;
 pub mod kafka;
 pub mod metrics;
+pub mod secret;
 pub mod store;
 pub mod topic_name;
 pub mod topics;

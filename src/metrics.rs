@@ -42,6 +42,10 @@ pub const HTTP_DURATION: &str = "kvstore_http_request_duration_seconds";
 pub const BROKER_UP: &str = "kvstore_broker_up";
 /// Topics attached to this replica.
 pub const TOPICS_ATTACHED: &str = "kvstore_topics_attached";
+/// Requests refused for want of a valid token or scope, by reason.
+pub const AUTH_REJECTIONS: &str = "kvstore_auth_rejections_total";
+/// Requests refused because `http.max_concurrent_requests` were in flight.
+pub const REQUESTS_SHED: &str = "kvstore_http_requests_shed_total";
 
 /// Latency buckets, in seconds, from 0.5 ms to 30 s.
 const LATENCY_BUCKETS: [f64; 16] = [
@@ -97,6 +101,24 @@ fn describe() {
     );
     describe_gauge!(BROKER_UP, "1 while the Kafka broker answers, 0 otherwise");
     describe_gauge!(TOPICS_ATTACHED, "Topics attached to this replica");
+    describe_counter!(
+        AUTH_REJECTIONS,
+        "Requests refused for want of a valid token or scope, by reason"
+    );
+    describe_counter!(
+        REQUESTS_SHED,
+        "Requests refused with 503 because the in-flight limit was reached"
+    );
+}
+
+/// Counts a request refused by the token check.
+pub fn auth_rejected(reason: &'static str) {
+    counter!(AUTH_REJECTIONS, "reason" => reason).increment(1);
+}
+
+/// Counts a request refused for the in-flight limit.
+pub fn request_shed() {
+    counter!(REQUESTS_SHED).increment(1);
 }
 
 /// Publishes a topic's offsets, lag and sizes.

@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::kafka::Kafka;
 use crate::kafka::admin::{AdminError, TopicLookup};
 use crate::store::{SharedStore, StoreStats};
+use crate::topic_name::TopicPattern;
 
 /// Why a topic cannot be served.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -52,6 +53,14 @@ pub enum TopicError {
     TooManyTopics {
         /// `limits.max_topics`.
         limit: usize,
+    },
+    /// The topic matches a `topics.deny` pattern.
+    #[error("topic {topic:?} is not served: it matches the deny pattern {pattern:?}")]
+    Denied {
+        /// The topic.
+        topic: String,
+        /// The pattern it matches.
+        pattern: String,
     },
     /// The broker could not be reached.
     #[error("Kafka broker unavailable: {0}")]
@@ -253,6 +262,8 @@ pub struct Topics {
 struct Inner {
     kafka: Kafka,
     config: Arc<Config>,
+    /// `topics.deny`, parsed.
+    denied: Vec<TopicPattern>,
     // A std mutex: held only to look up or change the map, never across `.await`.
     slots: Mutex<HashMap<String, Slot>>,
     tracker: TaskTracker,
@@ -270,6 +281,7 @@ impl Topics {
         Topics {
             inner: Arc::new(Inner {
                 kafka,
+                denied: config.denied_topics(),
                 config,
                 slots: Mutex::new(HashMap::new()),
                 tracker,
@@ -280,6 +292,12 @@ impl Topics {
 
     /// The topic `name`, attached and replayed; attaches it on first use.
     pub async fn get(&self, name: &str, access: Access) -> Result<Arc<Topic>, TopicError> {
+        if let Some(pattern) = self.inner.denied.iter().find(|p| p.matches(name)) {
+            return Err(TopicError::Denied {
+                topic: name.to_owned(),
+                pattern: pattern.to_string(),
+            });
+        }
         let topic = self.attached(name, access).await?;
         topic
             .wait_ready(self.inner.config.topics.attach_timeout)

@@ -9,9 +9,13 @@
 //!   without network access).
 //! - [`extract`] and [`encoding`]: strict request parsing and values inside JSON.
 //! - [`server`]: the connection loop (header deadline, graceful stop).
+//! - [`auth`]: the bearer-token check in front of protected routes.
+//! - [`concurrency`]: the in-flight request limit (503 past it).
 //! - [`freshness`]: headers telling readers how stale the replica may be.
 
+pub mod auth;
 pub mod batch;
+pub mod concurrency;
 pub mod encoding;
 pub mod extract;
 pub mod freshness;
@@ -26,17 +30,19 @@ use std::any::Any;
 use axum::Json;
 use axum::Router;
 use axum::extract::Request;
-use axum::http::{StatusCode, Uri};
-use axum::middleware::Next;
+use axum::http::{HeaderValue, StatusCode, Uri, header};
+use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorDetail, ErrorResponse};
+use crate::http::auth::Needs;
 
 /// The OpenAPI document of the API, as served at `/openapi.json` and checked in as
 /// `openapi/openapi.json`.
@@ -74,7 +80,76 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     close_batch_operations(&mut doc);
     binary_put_body(&mut doc);
+    document_auth_and_limits(&mut doc);
     doc
+}
+
+/// Every operation but the probes may need a bearer token (when auth is on, which depends on
+/// the deployment) and may be refused when too many requests are in flight: say both once
+/// here rather than in every handler's response list.
+fn document_auth_and_limits(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::security::{
+        HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+    };
+    use utoipa::openapi::{Ref, RefOr, ResponseBuilder};
+    const SCHEME: &str = "bearer";
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        SCHEME,
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .description(Some(
+                    "A token configured in `auth.tokens`. Needed when auth is on (by default \
+                     on any address but loopback); its scopes (`read:PATTERN`, \
+                     `write:PATTERN`, `admin`, `metrics`) must allow the request.",
+                ))
+                .build(),
+        ),
+    );
+    let error = |description: &str| -> RefOr<utoipa::openapi::Response> {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                utoipa::openapi::ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorResponse")))
+                    .build(),
+            )
+            .build()
+            .into()
+    };
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let probe = matches!(path.as_str(), "/healthz" | "/readyz");
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+        ];
+        for operation in operations.into_iter().flatten() {
+            let responses = &mut operation.responses.responses;
+            if !probe {
+                operation.security =
+                    Some(vec![SecurityRequirement::new(SCHEME, Vec::<String>::new())]);
+                responses.entry("401".into()).or_insert_with(|| {
+                    error("No bearer token, or not a valid one (`unauthorized`)")
+                });
+                let forbidden = if path.starts_with("/v1/{topic}") {
+                    "The token's scopes do not cover this topic (`forbidden`), or the topic is \
+                     never served (`topic_denied`, see `topics.deny`)"
+                } else {
+                    "The token's scopes do not allow this (`forbidden`)"
+                };
+                responses
+                    .entry("403".into())
+                    .or_insert_with(|| error(forbidden));
+                responses.entry("503".into()).or_insert_with(|| {
+                    error("Too many requests in flight (`server_busy`), or the service is unavailable")
+                });
+            }
+        }
+    }
 }
 
 /// A PUT's body is the value's raw bytes. utoipa describes `Vec<u8>` as a JSON array of
@@ -115,28 +190,54 @@ fn close_batch_operations(doc: &mut utoipa::openapi::OpenApi) {
     }
 }
 
-/// The application's routes, shared by `kvstore serve` and the tests.
+/// The application's routes, shared by `kvstore serve` and the tests. Each protected route
+/// states what its token must allow ([`auth::Needs`]); `/healthz` and `/readyz` are open.
 pub fn router(state: AppState) -> Router {
-    let key_routes = get(keys::get_key)
-        .put(keys::put_key)
-        .delete(keys::delete_key);
+    let needs = |needs| from_fn_with_state(auth::Guard::new(&state.auth, needs), auth::check);
+    let key_routes = get(keys::get_key).route_layer(needs(Needs::Read)).merge(
+        put(keys::put_key)
+            .delete(keys::delete_key)
+            .route_layer(needs(Needs::Write)),
+    );
+    let in_flight = concurrency::InFlight::new(state.config.http.max_concurrent_requests);
     Router::new()
         .route("/v1/{topic}/keys/{*key}", key_routes.clone())
         // An empty key reaches the handlers, which answer 400 rather than "no route".
         .route("/v1/{topic}/keys/", key_routes)
-        .route("/v1/{topic}/range", get(range::scan_range))
-        .route("/v1/{topic}/batch", post(batch::write_batch))
-        .route("/v1/topics", get(topics::list_topics))
+        .route(
+            "/v1/{topic}/range",
+            get(range::scan_range).route_layer(needs(Needs::Read)),
+        )
+        .route(
+            "/v1/{topic}/batch",
+            post(batch::write_batch).route_layer(needs(Needs::Write)),
+        )
+        .route(
+            "/v1/topics",
+            get(topics::list_topics).route_layer(needs(Needs::Admin)),
+        )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
-        .route("/openapi.json", get(serve_openapi))
-        .merge(swagger_ui())
+        .route(
+            "/metrics",
+            get(health::metrics).route_layer(needs(Needs::Metrics)),
+        )
+        .route(
+            "/openapi.json",
+            get(serve_openapi).route_layer(needs(Needs::Docs)),
+        )
+        .merge(swagger_ui().route_layer(needs(Needs::Docs)))
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(from_fn_with_state(in_flight, concurrency::limit))
         .layer(axum::middleware::from_fn(crate::metrics::track_http))
         .layer(TraceLayer::new_for_http())
         .layer(CatchPanicLayer::custom(panic_response))
+        // Name the server, never its version.
+        .layer(SetResponseHeaderLayer::overriding(
+            header::SERVER,
+            HeaderValue::from_static("kvstore"),
+        ))
         .with_state(state)
 }
 

@@ -20,7 +20,8 @@ use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::producer::FutureProducer;
 
-use crate::config::Config;
+use crate::config::{Config, KafkaConfig};
+use crate::secret::SecretError;
 
 /// The record header that carries a value's content type.
 pub const CONTENT_TYPE_HEADER: &str = "content-type";
@@ -189,7 +190,7 @@ impl Kafka {
     pub fn new(config: Arc<Config>) -> KafkaResult<Kafka> {
         let status = Arc::new(BrokerStatus::default());
         let producer = producer::create(&config, context(&status, "producer"))?;
-        let admin = client_config(&config, []).create_with_context(context(&status, "admin"))?;
+        let admin = client_config(&config, [])?.create_with_context(context(&status, "admin"))?;
         Ok(Kafka {
             inner: Arc::new(Inner {
                 producer: std::sync::RwLock::new(Arc::new(producer)),
@@ -222,11 +223,12 @@ fn context(status: &Arc<BrokerStatus>, client: &'static str) -> KafkaContext {
 }
 
 /// The configuration of one client: the brokers, settings every client shares, the client's
-/// own `settings`, and last the operator's `kafka.librdkafka` overrides.
+/// own `settings`, the typed security settings, and last the operator's `kafka.librdkafka`
+/// overrides. Fails if a secret the security settings name cannot be read.
 fn client_config<'a>(
     config: &Config,
     settings: impl IntoIterator<Item = (&'a str, String)>,
-) -> ClientConfig {
+) -> KafkaResult<ClientConfig> {
     let mut client = ClientConfig::new();
     client
         .set("bootstrap.servers", &config.brokers)
@@ -240,8 +242,98 @@ fn client_config<'a>(
     for (key, value) in settings {
         client.set(key, value);
     }
+    let security = security_settings(&config.kafka)
+        .map_err(|error| KafkaError::ClientCreation(error.to_string()))?;
+    for (key, value) in security {
+        client.set(key, value);
+    }
     for (key, value) in &config.kafka.librdkafka {
         client.set(key, value);
     }
-    client
+    Ok(client)
+}
+
+/// librdkafka properties for `kafka.security_protocol`, `kafka.sasl` and `kafka.tls`, with
+/// the secrets they name read now (so a rotated password file is used by the next client).
+pub fn security_settings(kafka: &KafkaConfig) -> Result<Vec<(&'static str, String)>, SecretError> {
+    let protocol = kafka.security_protocol;
+    let mut settings = vec![("security.protocol", protocol.as_librdkafka().to_owned())];
+    if protocol.uses_sasl() {
+        settings.push((
+            "sasl.mechanisms",
+            kafka.sasl.mechanism.as_librdkafka().to_owned(),
+        ));
+        settings.push(("sasl.username", kafka.sasl.username.clone()));
+        if let Some(password) = &kafka.sasl.password {
+            settings.push(("sasl.password", password.resolve()?));
+        }
+    }
+    if protocol.uses_tls() {
+        let tls = &kafka.tls;
+        let files = [
+            ("ssl.ca.location", &tls.ca_file),
+            ("ssl.certificate.location", &tls.cert_file),
+            ("ssl.key.location", &tls.key_file),
+        ];
+        for (key, file) in files {
+            if let Some(path) = file {
+                settings.push((key, path.display().to_string()));
+            }
+        }
+        if let Some(password) = &tls.key_password {
+            settings.push(("ssl.key.password", password.resolve()?));
+        }
+        let check = if tls.verify_hostname { "https" } else { "none" };
+        settings.push(("ssl.endpoint.identification.algorithm", check.to_owned()));
+    }
+    Ok(settings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{SaslMechanism, SecurityProtocol};
+    use crate::secret::SecretRef;
+
+    fn as_map(
+        settings: Vec<(&'static str, String)>,
+    ) -> std::collections::BTreeMap<&'static str, String> {
+        settings.into_iter().collect()
+    }
+
+    #[test]
+    fn plaintext_sets_only_the_protocol() {
+        let settings = as_map(security_settings(&KafkaConfig::default()).expect("no secrets"));
+        assert_eq!(settings.len(), 1);
+        assert_eq!(settings["security.protocol"], "plaintext");
+    }
+
+    #[test]
+    fn sasl_ssl_maps_to_librdkafka_properties_with_the_secret_read() {
+        let dir = std::env::temp_dir().join(format!("kvstore-kafka-sec-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let password = dir.join("password");
+        std::fs::write(&password, "pa55word\n").expect("write");
+        let mut kafka = KafkaConfig {
+            security_protocol: SecurityProtocol::SaslSsl,
+            ..KafkaConfig::default()
+        };
+        kafka.sasl.mechanism = SaslMechanism::ScramSha256;
+        kafka.sasl.username = "kv".into();
+        kafka.sasl.password = Some(SecretRef::File(password));
+        kafka.tls.ca_file = Some("/etc/kafka/ca.pem".into());
+        kafka.tls.verify_hostname = false;
+        let settings = as_map(security_settings(&kafka).expect("reads the password"));
+        assert_eq!(settings["security.protocol"], "sasl_ssl");
+        assert_eq!(settings["sasl.mechanisms"], "SCRAM-SHA-256");
+        assert_eq!(settings["sasl.username"], "kv");
+        assert_eq!(settings["sasl.password"], "pa55word");
+        assert_eq!(settings["ssl.ca.location"], "/etc/kafka/ca.pem");
+        assert_eq!(settings["ssl.endpoint.identification.algorithm"], "none");
+        assert!(!settings.contains_key("ssl.certificate.location"));
+
+        kafka.sasl.password = Some(SecretRef::File(dir.join("missing")));
+        let err = security_settings(&kafka).expect_err("unreadable");
+        assert!(err.to_string().contains("missing"), "{err}");
+    }
 }

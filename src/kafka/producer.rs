@@ -68,7 +68,7 @@ pub(super) fn create(
     config: &Config,
     context: KafkaContext,
 ) -> KafkaResult<FutureProducer<KafkaContext>> {
-    client_config(config, settings(config)).create_with_context(context)
+    client_config(config, settings(config))?.create_with_context(context)
 }
 
 impl Kafka {

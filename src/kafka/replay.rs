@@ -63,7 +63,7 @@ impl Kafka {
         cancel: CancellationToken,
     ) -> KafkaResult<()> {
         let consumer: BaseConsumer<KafkaContext> =
-            client_config(self.config(), settings(self.config()))
+            client_config(self.config(), settings(self.config()))?
                 .create_with_context(self.context("consumer"))?;
         let mut assignment = TopicPartitionList::new();
         // Offset 0 rather than Offset::Beginning: the latter makes librdkafka look the start up

@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use crate::common::{Broker, Server, repo_path};
+use crate::common::{Broker, Server, ServerOptions, repo_path};
 
 #[tokio::test]
 async fn schemathesis_finds_no_server_errors_or_nonconforming_responses() {
@@ -12,7 +12,23 @@ async fn schemathesis_finds_no_server_errors_or_nonconforming_responses() {
         panic!("KVSTORE_TEST_SCHEMATHESIS is not set: run the tests with `make test`");
     };
     let broker = Broker::start();
-    let server = Server::start(&broker.address());
+    // Auth on, so that schemathesis also checks that requests without a valid token are
+    // refused as documented; its own requests carry a token that may do everything.
+    let token = "fuzz-token-0123456789abcdef";
+    let server = Server::start_with(
+        &broker.address(),
+        ServerOptions {
+            token: Some(token.to_owned()),
+            ..ServerOptions::default()
+        }
+        .env("KVSTORE_AUTH__ENABLED", "true")
+        .env("KVSTORE_AUTH__OPEN_DOCS", "false")
+        .env(
+            "KVSTORE_AUTH__TOKENS",
+            r#"[{ name = "fuzz", secret = { env = "TEST_FUZZ_TOKEN" }, scopes = ["read:*", "write:*", "admin", "metrics"] }]"#,
+        )
+        .env("TEST_FUZZ_TOKEN", token),
+    );
     // Something to find, so reads and ranges do not only see empty topics.
     server.put_ok("0", "0", "zero").await;
     server.put_ok("users", "user/1", "Ada").await;
@@ -28,6 +44,8 @@ async fn schemathesis_finds_no_server_errors_or_nonconforming_responses() {
                 .arg(repo_path("openapi/openapi.json"))
                 .arg("--url")
                 .arg(base)
+                .arg("--header")
+                .arg(format!("Authorization: Bearer {token}"))
                 .arg("--checks")
                 .arg("all")
                 .arg("--max-examples")

@@ -97,7 +97,8 @@ fn cases() -> Vec<Case> {
         case("topic with non-ASCII", req("PUT", "/v1/caf%C3%A9/keys/k", &[], b"v"), 400, Some("invalid_topic")),
         case("topic of 249 characters (valid, absent)", req("GET", &format!("/v1/{topic_249}/keys/k"), &[], b""), 404, Some("topic_not_found")),
         case("topic of 250 characters", req("PUT", &format!("/v1/{topic_250}/keys/k"), &[], b"v"), 400, Some("invalid_topic")),
-        case("internal-looking topic that does not exist", req("GET", "/v1/__absent/keys/k", &[], b""), 404, Some("topic_not_found")),
+        case("Kafka-internal topic (topics.deny)", req("GET", "/v1/__consumer_offsets/keys/k", &[], b""), 403, Some("topic_denied")),
+        case("write to an internal-looking topic", req("PUT", "/v1/__absent/keys/k", &[], b"v"), 403, Some("topic_denied")),
         // Bodies
         case("value over the limit", req("PUT", "/v1/hostile/keys/big", &[], &[b'x'; 4097]), 413, Some("value_too_large")),
         case("Content-Length over the limit, body never sent", b"PUT /v1/hostile/keys/big HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: 100000000\r\n\r\n".to_vec(), 413, Some("value_too_large")),

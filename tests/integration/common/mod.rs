@@ -235,6 +235,10 @@ pub struct ServerOptions {
     pub env: Vec<(String, String)>,
     /// A configuration file.
     pub config_file: Option<PathBuf>,
+    /// The address to listen on instead of `127.0.0.1:0`.
+    pub listen: Option<String>,
+    /// A bearer token the harness's HTTP client sends with every request.
+    pub token: Option<String>,
 }
 
 impl ServerOptions {
@@ -257,7 +261,7 @@ impl Server {
         command
             .arg("serve")
             .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(options.listen.as_deref().unwrap_or("127.0.0.1:0"))
             .arg("--brokers")
             .arg(brokers)
             .arg("--log-format")
@@ -308,12 +312,18 @@ impl Server {
                 );
             }
         };
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = &options.token {
+            let value = format!("Bearer {token}").parse().expect("header value");
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         Server {
             child: Mutex::new(Some(child)),
             base: format!("http://{address}"),
             log,
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(60))
+                .default_headers(headers)
                 .build()
                 .expect("client"),
         }
@@ -512,14 +522,32 @@ impl Server {
         }
     }
 
+    /// Waits up to `timeout` for a log line containing `needle`; fails the test if none comes.
+    pub async fn wait_log(&self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.log().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "no log line with {needle:?}:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Sends SIGTERM; returns whether the signal was delivered.
     pub fn signal_terminate(&self) -> bool {
+        self.signal("TERM")
+    }
+
+    /// Sends the signal `name` (`TERM`, `HUP`, ...); returns whether it was delivered.
+    pub fn signal(&self, name: &str) -> bool {
         let pid = match self.child.lock().expect("child").as_ref() {
             Some(child) => child.id(),
             None => return false,
         };
         Command::new("kill")
-            .arg("-TERM")
+            .arg(format!("-{name}"))
             .arg(pid.to_string())
             .status()
             .is_ok_and(|s| s.success())
