@@ -9,6 +9,7 @@
 //!   without network access).
 //! - [`extract`] and [`encoding`]: strict request parsing and values inside JSON.
 //! - [`server`]: the connection loop (header deadline, graceful stop).
+//! - [`tls`]: HTTPS: the certificate and key files, reloaded on SIGHUP or when they change.
 //! - [`freshness`]: headers telling readers how stale the replica may be.
 
 pub mod batch;
@@ -19,6 +20,7 @@ pub mod health;
 pub mod keys;
 pub mod range;
 pub mod server;
+pub mod tls;
 pub mod topics;
 
 use std::any::Any;
