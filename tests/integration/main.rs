@@ -14,4 +14,5 @@ mod operations;
 mod range;
 mod replication;
 mod sdk;
+mod tls;
 mod topics;

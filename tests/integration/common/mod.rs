@@ -235,6 +235,9 @@ pub struct ServerOptions {
     pub env: Vec<(String, String)>,
     /// A configuration file.
     pub config_file: Option<PathBuf>,
+    /// The CA that signed the server's certificate, when it serves HTTPS: the base URL is
+    /// then `https://` and the client trusts this CA alone.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl ServerOptions {
@@ -243,6 +246,26 @@ impl ServerOptions {
         self.env.push((key.to_owned(), value.to_owned()));
         self
     }
+
+    /// Serves HTTPS with `cert_file` and `key_file`, which `ca_file` signed.
+    pub fn https(self, cert_file: &Path, key_file: &Path, ca_file: &Path) -> Self {
+        let mut options = self
+            .env("KVSTORE_HTTP__TLS__CERT_FILE", &cert_file.to_string_lossy())
+            .env("KVSTORE_HTTP__TLS__KEY_FILE", &key_file.to_string_lossy());
+        options.ca_file = Some(ca_file.to_path_buf());
+        options
+    }
+}
+
+/// An HTTP client trusting only the CA in `ca_file` for https:// URLs.
+pub fn client_trusting(ca_file: &Path) -> reqwest::Client {
+    let pem = std::fs::read(ca_file).expect("CA file");
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("CA certificate"))
+        .build()
+        .expect("client")
 }
 
 impl Server {
@@ -308,14 +331,21 @@ impl Server {
                 );
             }
         };
+        let (base, client) = match &options.ca_file {
+            Some(ca_file) => (format!("https://{address}"), client_trusting(ca_file)),
+            None => (
+                format!("http://{address}"),
+                reqwest::Client::builder()
+                    .timeout(Duration::from_secs(60))
+                    .build()
+                    .expect("client"),
+            ),
+        };
         Server {
             child: Mutex::new(Some(child)),
-            base: format!("http://{address}"),
+            base,
             log,
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(60))
-                .build()
-                .expect("client"),
+            client,
         }
     }
 
@@ -514,12 +544,21 @@ impl Server {
 
     /// Sends SIGTERM; returns whether the signal was delivered.
     pub fn signal_terminate(&self) -> bool {
+        self.signal("-TERM")
+    }
+
+    /// Sends SIGHUP; returns whether the signal was delivered.
+    pub fn signal_hangup(&self) -> bool {
+        self.signal("-HUP")
+    }
+
+    fn signal(&self, signal: &str) -> bool {
         let pid = match self.child.lock().expect("child").as_ref() {
             Some(child) => child.id(),
             None => return false,
         };
         Command::new("kill")
-            .arg("-TERM")
+            .arg(signal)
             .arg(pid.to_string())
             .status()
             .is_ok_and(|s| s.success())
