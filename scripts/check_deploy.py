@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -40,6 +41,8 @@ DASHBOARD = GRAFANA / "dashboards" / "kvstore.json"
 OPENAPI = ROOT / "openapi" / "openapi.json"
 # Kinds without a schema in kubernetes-validate (custom resources) that the chart may render.
 CUSTOM_KINDS = {"ServiceMonitor"}
+# The variables that give kvstore its HTTPS certificate and key (http.tls.*).
+HTTPS_FILES = ("KVSTORE_HTTP__TLS__CERT_FILE", "KVSTORE_HTTP__TLS__KEY_FILE")
 
 
 class Failed(Exception):
@@ -558,9 +561,18 @@ def check_references(documents: list[dict]) -> list[str]:
     for mount in container.get("volumeMounts", []):
         if mount["name"] not in volumes:
             problems.append(f"volume mount {mount['name']} has no volume")
+    env = {entry["name"]: entry.get("value") for entry in container.get("env", [])}
+    mounts = [mount["mountPath"].rstrip("/") + "/" for mount in container.get("volumeMounts", [])]
+    https = any(env.get(name) for name in HTTPS_FILES)
+    for name in HTTPS_FILES:
+        path = env.get(name)
+        if path and not any(path.startswith(mount) for mount in mounts):
+            problems.append(f"{name}={path} is in no mounted volume")
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         if container[probe]["httpGet"]["port"] not in port_names:
             problems.append(f"{probe} probes an unknown port")
+        if (container[probe]["httpGet"].get("scheme", "HTTP") == "HTTPS") != https:
+            problems.append(f"{probe} uses {'HTTP' if https else 'HTTPS'} but kvstore serves the other")
     annotations = pod["metadata"].get("annotations", {})
     if "prometheus.io/port" in annotations:
         ports = {str(port["containerPort"]) for port in container["ports"]}
@@ -619,12 +631,29 @@ def with_tls_files(config: str, env: dict[str, str], tmp: Path) -> str:
     return config
 
 
+def with_https_files(env: dict[str, str], tmp: Path) -> tuple[dict[str, str], bool]:
+    """Likewise for kvstore's own HTTPS certificate and key (from the Secret of the chart's
+    `tls`): a throwaway pair in their place. Also says whether kvstore will serve HTTPS."""
+    if not any(env.get(name) for name in HTTPS_FILES):
+        return env, False
+    key, cert = tmp / "https.key", tmp / "https.crt"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-days", "1", "-subj", "/CN=localhost", "-noenc", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    return {**env, HTTPS_FILES[0]: str(cert), HTTPS_FILES[1]: str(key)}, True
+
+
 def start_kvstore(binary: Path, config: str, env: dict[str, str]) -> tuple[bool, str]:
     """Starts kvstore with `config` and `env` against an unreachable broker; True once it
-    answers /healthz, False (and its output) if it exits first."""
+    answers /healthz (over HTTPS when `env` says so), False (and its output) if it exits
+    first."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "kvstore.toml"
         path.write_text(with_tls_files(config, env, Path(tmp)))
+        env, https = with_https_files(env, Path(tmp))
+        # The throwaway certificate is trusted by no one: only the answer matters here.
+        context = ssl._create_unverified_context() if https else None
+        scheme = "https" if https else "http"
         clean = {k: v for k, v in os.environ.items() if not k.startswith("KVSTORE_") and k != "RUST_LOG"}
         port = free_port()
         process = subprocess.Popen(
@@ -641,9 +670,10 @@ def start_kvstore(binary: Path, config: str, env: dict[str, str]) -> tuple[bool,
                 if process.poll() is not None:
                     return False, process.communicate()[0]
                 try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
-                        return True, ""
-                except (urllib.error.URLError, ConnectionError, TimeoutError):
+                    with urllib.request.urlopen(f"{scheme}://127.0.0.1:{port}/healthz", timeout=1,
+                                                context=context):
+                        return True, scheme.upper()
+                except (urllib.error.URLError, ConnectionError, TimeoutError, ssl.SSLError):
                     time.sleep(0.2)
             return False, "did not answer /healthz within 20s"
         finally:
@@ -665,7 +695,7 @@ def check_config_starts_kvstore(name: str, values: dict | None, binary: Path | N
     env = container_env(deployment["spec"]["template"]["spec"]["containers"][0])
     started, output = start_kvstore(binary, config, env)
     if started:
-        return f"{binary.relative_to(ROOT)} starts with it"
+        return f"{binary.relative_to(ROOT)} starts with it and answers over {output}"
     raise Failed(f"kvstore refused the rendered configuration:\n{output.strip()[-2000:]}")
 
 

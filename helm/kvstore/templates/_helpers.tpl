@@ -44,6 +44,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{/* Where the Secret of kafka.tls is mounted. */}}
 {{- define "kvstore.tlsDir" -}}/etc/kvstore/kafka-tls{{- end }}
 
+{{/* Where the Secret of tls (kvstore's own HTTPS certificate) is mounted. */}}
+{{- define "kvstore.httpsDir" -}}/etc/kvstore/tls{{- end }}
+
 {{/*
 The librdkafka properties the chart derives from kafka.sasl and kafka.tls; kafka.librdkafka
 is applied over them. Returned as YAML.
