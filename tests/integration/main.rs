@@ -8,6 +8,7 @@ mod faults;
 mod fuzz;
 mod history;
 mod hostile;
+mod kafka_security;
 mod keys;
 mod model;
 mod operations;

@@ -54,6 +54,10 @@ pub struct Broker {
     storage: String,
     workdir: PathBuf,
     binary: PathBuf,
+    /// What the broker advertises to clients (`host:port`) when not its own address.
+    advertised: Option<String>,
+    /// Extra `tansu broker` arguments, such as `--authentication`.
+    args: Vec<String>,
 }
 
 impl Broker {
@@ -85,13 +89,21 @@ impl Broker {
     /// A broker with SQLite storage in `workdir`, which survives a restart. The binary comes
     /// from `KVSTORE_TEST_TANSU_SQLITE` (set by `make test-long`).
     pub fn start_persistent(workdir: &Path) -> Broker {
+        let mut broker = Broker::persistent_not_started(workdir);
+        broker.restart();
+        broker
+    }
+
+    /// A broker as `start_persistent` makes, with a port reserved but not started: `restart`
+    /// starts it.
+    pub fn persistent_not_started(workdir: &Path) -> Broker {
         let binary = match std::env::var_os("KVSTORE_TEST_TANSU_SQLITE") {
             Some(path) => PathBuf::from(path),
             None => panic!(
                 "KVSTORE_TEST_TANSU_SQLITE is not set: run these tests with `make test-long`"
             ),
         };
-        Broker::start_with(binary, "sqlite://tansu.db".into(), workdir.to_path_buf())
+        Broker::stopped(binary, "sqlite://tansu.db".into(), workdir.to_path_buf())
     }
 
     fn stopped(binary: PathBuf, storage: String, workdir: PathBuf) -> Broker {
@@ -102,7 +114,39 @@ impl Broker {
             storage,
             workdir,
             binary,
+            advertised: None,
+            args: Vec::new(),
         }
+    }
+
+    /// From the next `restart` on, advertises `address` (`host:port`) to clients instead of
+    /// the broker's own, as a broker behind a proxy must: clients then make every connection
+    /// after the first through the proxy too.
+    pub fn advertise(&mut self, address: &str) {
+        self.advertised = Some(address.to_owned());
+    }
+
+    /// From the next `restart` on, also passes `args` to `tansu broker`.
+    pub fn add_args(&mut self, args: &[&str]) {
+        self.args.extend(args.iter().map(|&arg| arg.to_owned()));
+    }
+
+    /// Creates a SCRAM user through the broker with `tansu user create`; `mechanism` is
+    /// `scram256` or `scram512`. The broker must not require authentication yet: Tansu refuses
+    /// this request from a client that has not authenticated.
+    pub fn create_user(&self, mechanism: &str, name: &str, password: &str) {
+        let output = Command::new(&self.binary)
+            .args(["user", "create", "--broker"])
+            .arg(format!("tcp://{}", self.address()))
+            .args(["--mechanism", mechanism, name, password])
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap_or_else(|e| panic!("running {}: {e}", self.binary.display()));
+        assert!(
+            output.status.success(),
+            "tansu user create {name}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
 
     /// `host:port` for clients.
@@ -121,15 +165,19 @@ impl Broker {
     /// Starts the broker process again on the same port.
     pub fn restart(&mut self) {
         self.stop();
-        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let advertised = match &self.advertised {
+            Some(address) => format!("tcp://{address}"),
+            None => format!("tcp://{}", self.address()),
+        };
         let child = Command::new(&self.binary)
             .arg("broker")
             .arg("--listener-url")
-            .arg(&url)
+            .arg(format!("tcp://{}", self.address()))
             .arg("--advertised-listener-url")
-            .arg(&url)
+            .arg(advertised)
             .arg("--storage-engine")
             .arg(&self.storage)
+            .args(&self.args)
             .current_dir(&self.workdir)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
@@ -283,28 +331,9 @@ impl Server {
 
     /// A server for `brokers` with `options`.
     pub fn start_with(brokers: &str, options: ServerOptions) -> Server {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_kvstore"));
-        command
-            .arg("serve")
-            .arg("--listen")
-            .arg(options.listen.as_deref().unwrap_or("127.0.0.1:0"))
-            .arg("--brokers")
-            .arg(brokers)
-            .arg("--log-format")
-            .arg("json")
-            .env_remove("RUST_LOG")
-            .env("KVSTORE_LOG_LEVEL", "info,librdkafka=off")
-            .env("KVSTORE_WRITE_TIMEOUT", "10s")
-            .env("KVSTORE_SHUTDOWN_TIMEOUT", "5s")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        if let Some(file) = &options.config_file {
-            command.arg("--config").arg(file);
-        }
-        for (key, value) in &options.env {
-            command.env(key, value);
-        }
-        let mut child = command.spawn().expect("kvstore starts");
+        let mut child = Server::command(brokers, &options)
+            .spawn()
+            .expect("kvstore starts");
         let log = Arc::new(Mutex::new(Vec::new()));
         let (address_tx, address_rx) = std::sync::mpsc::channel();
         let stdout = child.stdout.take().expect("stdout");
@@ -359,6 +388,56 @@ impl Server {
             log,
             client: client.build().expect("client"),
         }
+    }
+
+    /// Starts a server that must refuse to start with `options`; returns its output once it
+    /// has exited with an error. Fails the test if it is still running after 20 s.
+    pub fn refused_start(brokers: &str, options: ServerOptions) -> String {
+        let child = Server::command(brokers, &options)
+            .spawn()
+            .expect("kvstore starts");
+        let pid = child.id().to_string();
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || done_tx.send(child.wait_with_output()));
+        let Ok(output) = done_rx.recv_timeout(Duration::from_secs(20)) else {
+            // Not reaped yet, so the pid is still this process's.
+            let _ = Command::new("kill").arg(pid).status();
+            panic!("kvstore did not refuse to start within 20 s");
+        };
+        let output = output.expect("output");
+        let text = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !output.status.success(),
+            "kvstore exited with success:\n{text}"
+        );
+        text
+    }
+
+    /// The `kvstore serve` command for `brokers` with `options`, its output piped.
+    fn command(brokers: &str, options: &ServerOptions) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kvstore"));
+        command
+            .arg("serve")
+            .arg("--listen")
+            .arg(options.listen.as_deref().unwrap_or("127.0.0.1:0"))
+            .arg("--brokers")
+            .arg(brokers)
+            .arg("--log-format")
+            .arg("json")
+            .env_remove("RUST_LOG")
+            .env("KVSTORE_LOG_LEVEL", "info,librdkafka=off")
+            .env("KVSTORE_WRITE_TIMEOUT", "10s")
+            .env("KVSTORE_SHUTDOWN_TIMEOUT", "5s")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(file) = &options.config_file {
+            command.arg("--config").arg(file);
+        }
+        for (key, value) in &options.env {
+            command.env(key, value);
+        }
+        command
     }
 
     /// The server's base URL.
