@@ -39,17 +39,18 @@ pub struct AppState {
     pub auth: Arc<Auth>,
 }
 
-/// Why the service could not start or stopped with an error.
+/// Why the service could not start or stopped with an error. The cause is the error's
+/// `source`, printed after it, not repeated in its message.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     /// The Kafka clients could not be created (invalid librdkafka configuration).
-    #[error("cannot create Kafka clients: {0}")]
+    #[error("cannot create Kafka clients")]
     Kafka(#[from] rdkafka::error::KafkaError),
     /// The HTTP server failed.
-    #[error("HTTP server error: {0}")]
+    #[error("HTTP server error")]
     Io(#[from] std::io::Error),
     /// The auth tokens could not be loaded.
-    #[error("cannot load auth tokens: {0}")]
+    #[error("cannot load auth tokens")]
     Auth(#[from] AuthSetupError),
     /// The TLS certificate or key could not be used.
     #[error(transparent)]

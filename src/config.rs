@@ -427,8 +427,9 @@ pub enum ConfigError {
     #[error("config file {0} does not exist")]
     MissingFile(PathBuf),
     /// A value could not be read or has the wrong type; figment's message names the key.
+    // Not a `source`: the message already holds figment's, which should not print twice.
     #[error("invalid configuration: {0}")]
-    Parse(#[from] Box<figment::Error>),
+    Parse(Box<figment::Error>),
     /// A value has the right type but is out of range.
     #[error("invalid configuration: `{key}` {problem}")]
     Invalid {
@@ -437,6 +438,12 @@ pub enum ConfigError {
         /// What is wrong with it.
         problem: String,
     },
+}
+
+impl From<Box<figment::Error>> for ConfigError {
+    fn from(error: Box<figment::Error>) -> Self {
+        ConfigError::Parse(error)
+    }
 }
 
 impl Config {

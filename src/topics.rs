@@ -452,9 +452,7 @@ impl Topics {
     async fn attach_inner(&self, name: &str, access: Access) -> Result<Arc<Topic>, TopicError> {
         let kafka = &self.inner.kafka;
         if kafka.status().is_down() {
-            return Err(TopicError::BrokerUnavailable(
-                "the broker did not answer the last check".into(),
-            ));
+            return Err(TopicError::BrokerUnavailable(kafka.status().down_reason()));
         }
         let mut lookup = kafka.lookup_topic(name).await?;
         if lookup == TopicLookup::Missing

@@ -117,7 +117,7 @@ impl Writer {
     ) -> Result<Vec<i64>, WriteError> {
         if self.kafka.status().is_down() {
             return Err(WriteError::BrokerUnavailable(
-                "the broker did not answer the last check".into(),
+                self.kafka.status().down_reason(),
             ));
         }
         let wanted = u32::try_from(records.len().min(self.max_pending)).unwrap_or(u32::MAX);

@@ -138,7 +138,8 @@ impl Kafka {
                     tracing::info!(brokers = %self.config().brokers, "Kafka broker reachable")
                 }
                 (_, _) => {
-                    tracing::warn!(brokers = %self.config().brokers, "Kafka broker unreachable");
+                    let cause = self.inner.status.recent_error();
+                    tracing::warn!(brokers = %self.config().brokers, cause, "Kafka broker unreachable");
                     self.reset_producer();
                 }
             }

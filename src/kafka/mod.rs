@@ -34,7 +34,14 @@ pub struct BrokerStatus {
     recheck: tokio::sync::Notify,
     /// When the broker last answered, for telling readers how stale they may be.
     last_up: std::sync::Mutex<Option<std::time::Instant>>,
+    /// The last error a client reported (a refused TLS handshake or SASL login, say) and
+    /// when, so that "unreachable" can say why and repeats are not logged every retry.
+    last_error: std::sync::Mutex<Option<(String, std::time::Instant)>>,
 }
+
+/// How long a client error explains a broker that does not answer, and how long the same
+/// error is not logged again.
+const CLIENT_ERROR_MEMORY: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// What is known of the broker's reachability.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +103,42 @@ impl BrokerStatus {
         self.get() == Reachability::Down
     }
 
+    /// Why the broker counts as unreachable, with the last client error if it is recent.
+    pub fn down_reason(&self) -> String {
+        let base = "the broker did not answer the last check";
+        match self.recent_error() {
+            Some(error) => format!("{base}; the last Kafka client error: {error}"),
+            None => base.to_owned(),
+        }
+    }
+
+    /// The last client error, if it happened within [`CLIENT_ERROR_MEMORY`].
+    pub fn recent_error(&self) -> Option<String> {
+        let last = self
+            .last_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        last.as_ref()
+            .filter(|(_, at)| at.elapsed() < CLIENT_ERROR_MEMORY)
+            .map(|(error, _)| error.clone())
+    }
+
+    /// Records a client error; returns whether it is news (not the same as the last one
+    /// within [`CLIENT_ERROR_MEMORY`]), that is, worth logging.
+    fn record_error(&self, error: String) -> bool {
+        let mut last = self
+            .last_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let repeat = last
+            .as_ref()
+            .is_some_and(|(seen, at)| *seen == error && at.elapsed() < CLIENT_ERROR_MEMORY);
+        if !repeat {
+            *last = Some((error, std::time::Instant::now()));
+        }
+        !repeat
+    }
+
     /// Asks the probe to check now rather than at its next interval.
     pub fn request_check(&self) {
         self.recheck.notify_one();
@@ -153,8 +196,11 @@ impl ClientContext for KafkaContext {
             // Connection failures repeat while a broker is away; librdkafka logs them too.
             tracing::debug!(client = self.client, %reason, "broker connection failed");
             self.status.request_check();
-        } else {
+        } else if self.status.record_error(format!("{error} ({reason})")) {
             tracing::warn!(client = self.client, %error, %reason, "Kafka client error");
+        } else {
+            // The same error again: librdkafka retries every few hundred milliseconds.
+            tracing::debug!(client = self.client, %error, %reason, "Kafka client error");
         }
     }
 }
@@ -253,9 +299,40 @@ fn client_config<'a>(
     Ok(client)
 }
 
+/// Why the Kafka security settings cannot be used. Names the setting and the file or
+/// variable, never a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum SecurityError {
+    /// A password could not be read.
+    #[error("{setting}: {source}")]
+    Secret {
+        /// The setting naming the password.
+        setting: &'static str,
+        /// Why.
+        source: SecretError,
+    },
+    /// A certificate or key file cannot be read (librdkafka's own message names neither).
+    #[error("{setting}: cannot read {path}: {source}")]
+    File {
+        /// The setting naming the file.
+        setting: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
 /// librdkafka properties for `kafka.security_protocol`, `kafka.sasl` and `kafka.tls`, with
 /// the secrets they name read now (so a rotated password file is used by the next client).
-pub fn security_settings(kafka: &KafkaConfig) -> Result<Vec<(&'static str, String)>, SecretError> {
+pub fn security_settings(
+    kafka: &KafkaConfig,
+) -> Result<Vec<(&'static str, String)>, SecurityError> {
+    let secret = |setting, reference: &crate::secret::SecretRef| {
+        reference
+            .resolve()
+            .map_err(|source| SecurityError::Secret { setting, source })
+    };
     let protocol = kafka.security_protocol;
     let mut settings = vec![("security.protocol", protocol.as_librdkafka().to_owned())];
     if protocol.uses_sasl() {
@@ -265,23 +342,35 @@ pub fn security_settings(kafka: &KafkaConfig) -> Result<Vec<(&'static str, Strin
         ));
         settings.push(("sasl.username", kafka.sasl.username.clone()));
         if let Some(password) = &kafka.sasl.password {
-            settings.push(("sasl.password", password.resolve()?));
+            settings.push(("sasl.password", secret("kafka.sasl.password", password)?));
         }
     }
     if protocol.uses_tls() {
         let tls = &kafka.tls;
         let files = [
-            ("ssl.ca.location", &tls.ca_file),
-            ("ssl.certificate.location", &tls.cert_file),
-            ("ssl.key.location", &tls.key_file),
+            ("ssl.ca.location", "kafka.tls.ca_file", &tls.ca_file),
+            (
+                "ssl.certificate.location",
+                "kafka.tls.cert_file",
+                &tls.cert_file,
+            ),
+            ("ssl.key.location", "kafka.tls.key_file", &tls.key_file),
         ];
-        for (key, file) in files {
+        for (key, setting, file) in files {
             if let Some(path) = file {
+                std::fs::File::open(path).map_err(|source| SecurityError::File {
+                    setting,
+                    path: path.clone(),
+                    source,
+                })?;
                 settings.push((key, path.display().to_string()));
             }
         }
         if let Some(password) = &tls.key_password {
-            settings.push(("ssl.key.password", password.resolve()?));
+            settings.push((
+                "ssl.key.password",
+                secret("kafka.tls.key_password", password)?,
+            ));
         }
         let check = if tls.verify_hostname { "https" } else { "none" };
         settings.push(("ssl.endpoint.identification.algorithm", check.to_owned()));
@@ -320,20 +409,35 @@ mod tests {
         };
         kafka.sasl.mechanism = SaslMechanism::ScramSha256;
         kafka.sasl.username = "kv".into();
-        kafka.sasl.password = Some(SecretRef::File(password));
-        kafka.tls.ca_file = Some("/etc/kafka/ca.pem".into());
+        kafka.sasl.password = Some(SecretRef::File(password.clone()));
+        let ca = dir.join("ca.pem");
+        std::fs::write(&ca, "not checked here").expect("write");
+        kafka.tls.ca_file = Some(ca.clone());
         kafka.tls.verify_hostname = false;
         let settings = as_map(security_settings(&kafka).expect("reads the password"));
         assert_eq!(settings["security.protocol"], "sasl_ssl");
         assert_eq!(settings["sasl.mechanisms"], "SCRAM-SHA-256");
         assert_eq!(settings["sasl.username"], "kv");
         assert_eq!(settings["sasl.password"], "pa55word");
-        assert_eq!(settings["ssl.ca.location"], "/etc/kafka/ca.pem");
+        assert_eq!(settings["ssl.ca.location"], ca.display().to_string());
         assert_eq!(settings["ssl.endpoint.identification.algorithm"], "none");
         assert!(!settings.contains_key("ssl.certificate.location"));
 
         kafka.sasl.password = Some(SecretRef::File(dir.join("missing")));
-        let err = security_settings(&kafka).expect_err("unreadable");
-        assert!(err.to_string().contains("missing"), "{err}");
+        let err = security_settings(&kafka)
+            .expect_err("unreadable")
+            .to_string();
+        assert!(
+            err.contains("kafka.sasl.password") && err.contains("missing"),
+            "{err}"
+        );
+
+        kafka.sasl.password = Some(SecretRef::File(password));
+        kafka.tls.ca_file = Some(dir.join("no-ca.pem"));
+        let err = security_settings(&kafka).expect_err("no CA").to_string();
+        assert!(
+            err.contains("kafka.tls.ca_file") && err.contains("no-ca.pem"),
+            "{err}"
+        );
     }
 }

@@ -195,7 +195,7 @@ async fn assert_ready_and_round_trips(server: &Server, value: &str) {
 
 /// Waits until `server` reports the broker down, then checks that readiness is 503 and that
 /// a write fails at once with a JSON error.
-async fn assert_unready_and_writes_fail_fast(server: &Server) {
+async fn assert_unready_and_writes_fail_fast(server: &Server, cause: &str) {
     server.wait_broker("down", Duration::from_secs(10)).await;
     let (status, body) = server.get_json("/readyz").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
@@ -203,6 +203,9 @@ async fn assert_unready_and_writes_fail_fast(server: &Server) {
     let (status, body) = server.put("secured", "k", "v", "text/plain").await;
     assert!(status.is_server_error(), "{status}: {body}");
     assert_eq!(body["error"]["code"], "broker_unavailable", "{body}");
+    // The answer says why, not just that the broker is away.
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(cause), "{message}");
     assert!(
         started.elapsed() < Duration::from_secs(1),
         "took {:?}",
@@ -235,7 +238,7 @@ async fn ssl_with_a_ca_that_did_not_sign_the_broker_stays_unready_and_fails_writ
     let broker = TlsBroker::start(&TestCa::new(), LOOPBACK).await;
 
     let server = Server::start_with(&broker.address, ssl_options(&stranger));
-    assert_unready_and_writes_fail_fast(&server).await;
+    assert_unready_and_writes_fail_fast(&server, "certificate verify failed").await;
     server
         .wait_log("certificate verify failed", Duration::from_secs(5))
         .await;
@@ -255,7 +258,7 @@ async fn ssl_checks_the_broker_name_unless_verify_hostname_is_off() {
         &broker.address,
         ssl_options(&ca_file).env("KVSTORE_KAFKA__TLS__VERIFY_HOSTNAME", "false"),
     );
-    assert_unready_and_writes_fail_fast(&checking).await;
+    assert_unready_and_writes_fail_fast(&checking, "certificate verify failed").await;
     checking
         .wait_log("certificate verify failed", Duration::from_secs(5))
         .await;
@@ -301,7 +304,7 @@ async fn sasl_scram_with_a_wrong_password_stays_unready_and_says_why() {
             .env("KVSTORE_KAFKA__SASL__PASSWORD__ENV", "TEST_KAFKA_PASSWORD")
             .env("TEST_KAFKA_PASSWORD", wrong),
     );
-    assert_unready_and_writes_fail_fast(&server).await;
+    assert_unready_and_writes_fail_fast(&server, "SASL SCRAM authentication failed").await;
     server
         .wait_log("SASL SCRAM authentication failed", Duration::from_secs(5))
         .await;
