@@ -600,57 +600,119 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def with_tls_files(config: str, env: dict[str, str], tmp: Path) -> str:
-    """The Secrets a pod mounts do not exist here: point the TLS file settings at a throwaway
-    certificate and key made with openssl (the key encrypted with the password the pod would
-    get), so that librdkafka, which loads them at startup, finds real files."""
-    locations = re.findall(r'"(ssl\.(?:ca|certificate|key)\.location)" = "([^"]+)"', config)
-    if not locations:
-        return config
-    key, cert = tmp / "tls.key", tmp / "tls.crt"
-    command = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-days", "1",
-               "-subj", "/CN=kvstore-check", "-keyout", str(key), "-out", str(cert)]
-    password = env.get("KAFKA_SSL_KEY_PASSWORD")
-    command += ["-passout", f"pass:{password}"] if password else ["-noenc"]
-    subprocess.run(command, check=True, capture_output=True)
-    for setting, path in locations:
-        target = key if setting == "ssl.key.location" else cert
-        config = config.replace(f'"{setting}" = "{path}"', f'"{setting}" = "{target}"')
-    return config
+def secret_mounts(pod: dict, container: dict) -> dict[str, set[str] | None]:
+    """mountPath -> the file names a Secret volume mounted there holds (None: the whole
+    Secret, so any name), for the container's mounts of `secret` and `projected` volumes."""
+    volumes = {volume["name"]: volume for volume in pod["spec"].get("volumes", [])}
+    mounts: dict[str, set[str] | None] = {}
+    for mount in container.get("volumeMounts", []):
+        volume = volumes.get(mount["name"], {})
+        if "secret" in volume:
+            sources = [volume["secret"]]
+        elif "projected" in volume:
+            sources = [source["secret"] for source in volume["projected"]["sources"] if "secret" in source]
+        else:
+            continue
+        names: set[str] | None = set()
+        for source in sources:
+            if "items" not in source:
+                names = None
+                break
+            names |= {item["path"] for item in source["items"]}
+        mounts[mount["mountPath"].rstrip("/")] = names
+    return mounts
 
 
-def start_kvstore(binary: Path, config: str, env: dict[str, str]) -> tuple[bool, str]:
-    """Starts kvstore with `config` and `env` against an unreachable broker; True once it
-    answers /healthz, False (and its output) if it exits first."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "kvstore.toml"
-        path.write_text(with_tls_files(config, env, Path(tmp)))
-        clean = {k: v for k, v in os.environ.items() if not k.startswith("KVSTORE_") and k != "RUST_LOG"}
-        port = free_port()
-        process = subprocess.Popen(
-            # --listen and --brokers override the file: a free loopback port, and a broker
-            # address that refuses at once (kvstore serves /healthz without a broker).
-            [str(binary), "serve", "--config", str(path), "--listen", f"127.0.0.1:{port}",
-             "--brokers", "127.0.0.1:9"],
-            cwd=tmp, env={**clean, **env, "RUST_BACKTRACE": "0"},
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )
-        try:
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:
-                if process.poll() is not None:
-                    return False, process.communicate()[0]
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
-                        return True, ""
-                except (urllib.error.URLError, ConnectionError, TimeoutError):
-                    time.sleep(0.2)
-            return False, "did not answer /healthz within 20s"
-        finally:
-            # Only the configuration is under test here, not shutdown: no need to wait for it.
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+def secret_files(config: str, env: dict[str, str]) -> dict[str, str]:
+    """Files kvstore is told to read, by what they hold (`cert`, `key` or `secret`): the
+    `KVSTORE_*_FILE` variables and every `file = "..."` secret reference."""
+    kinds = {"KVSTORE_KAFKA__TLS__CA_FILE": "cert", "KVSTORE_KAFKA__TLS__CERT_FILE": "cert",
+             "KVSTORE_KAFKA__TLS__KEY_FILE": "key"}
+    files = {value: kinds.get(name, "secret") for name, value in env.items()
+             if name.startswith("KVSTORE_") and name.endswith("_FILE")}
+    for text in [config, *env.values()]:
+        for path in re.findall(r'\bfile\s*=\s*"([^"]+)"', text):
+            files.setdefault(path, "secret")
+    return files
+
+
+def stage_secrets(config: str, env: dict[str, str], mounts: dict[str, set[str] | None],
+                  tmp: Path) -> tuple[str, dict[str, str], dict[str, str]]:
+    """The Secrets a pod mounts do not exist here. Every file kvstore is told to read must lie
+    in a mounted Secret that holds it; each is then made under `tmp` (the paths in `config`
+    and `env` rewritten to match): a throwaway certificate and key made with openssl for TLS
+    (the key encrypted with the password the pod would get), else a placeholder secret.
+    Returns the new config and env, and the placeholder secrets by their pod path."""
+    problems = []
+    staged: dict[str, Path] = {}
+    for path, kind in secret_files(config, env).items():
+        directory, _, name = path.rpartition("/")
+        if directory not in mounts:
+            problems.append(f"{path} is named as a {kind} file, but no Secret is mounted at {directory}")
+        elif mounts[directory] is not None and name not in mounts[directory]:
+            problems.append(f"{path}: the Secret mounted at {directory} holds only {sorted(mounts[directory])}")
+        else:
+            staged[path] = tmp / "secrets" / f"{len(staged)}-{name}"
+    fail_if(problems)
+    (tmp / "secrets").mkdir(exist_ok=True)
+    kinds = secret_files(config, env)
+    secrets = {}
+    for path, target in staged.items():
+        if kinds[path] == "secret":
+            # Distinct, and long enough for a bearer token.
+            secrets[path] = f"check-deploy-placeholder-{target.name}"
+            target.write_text(secrets[path] + "\n")
+    key_password = secrets.get(env.get("KVSTORE_KAFKA__TLS__KEY_PASSWORD__FILE", ""))
+    certificates = [path for path in staged if kinds[path] != "secret"]
+    if certificates:
+        key, cert = tmp / "tls.key", tmp / "tls.crt"
+        command = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-days", "1",
+                   "-subj", "/CN=kvstore-check", "-keyout", str(key), "-out", str(cert)]
+        command += ["-passout", f"pass:{key_password}"] if key_password else ["-noenc"]
+        subprocess.run(command, check=True, capture_output=True)
+        for path in certificates:
+            shutil.copy(key if kinds[path] == "key" else cert, staged[path])
+
+    def rewrite(text: str) -> str:
+        # Longest first, so that no path is rewritten inside a longer one.
+        for path in sorted(staged, key=len, reverse=True):
+            text = text.replace(path, str(staged[path]))
+        return text
+
+    return rewrite(config), {name: rewrite(value) for name, value in env.items()}, secrets
+
+
+def start_kvstore(binary: Path, config: Path, env: dict[str, str], probe=None) -> tuple[bool, str]:
+    """Starts kvstore with `config` and `env` against an unreachable broker; once it answers
+    /healthz, calls `probe(base_url)` (if given) while it runs. True and the probe's note if it
+    started, False and its output if it exits first."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("KVSTORE_") and k != "RUST_LOG"}
+    port = free_port()
+    process = subprocess.Popen(
+        # --listen and --brokers override the file: a free loopback port, and a broker
+        # address that refuses at once (kvstore serves /healthz without a broker).
+        [str(binary), "serve", "--config", str(config), "--listen", f"127.0.0.1:{port}",
+         "--brokers", "127.0.0.1:9"],
+        cwd=config.parent, env={**clean, **env, "RUST_BACKTRACE": "0"},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                return False, process.communicate()[0]
+            try:
+                with urllib.request.urlopen(f"{base}/healthz", timeout=1):
+                    return True, probe(base) if probe else ""
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                time.sleep(0.2)
+        return False, "did not answer /healthz within 20s"
+    finally:
+        # Only the configuration is under test here, not shutdown: no need to wait for it.
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 def check_config_starts_kvstore(name: str, values: dict | None, binary: Path | None) -> str:
@@ -662,10 +724,19 @@ def check_config_starts_kvstore(name: str, values: dict | None, binary: Path | N
         raise Skipped("the configuration comes from an existing Secret")
     config = configmaps[0]["data"]["kvstore.toml"]
     (deployment,) = [doc for doc in documents if doc["kind"] == "Deployment"]
-    env = container_env(deployment["spec"]["template"]["spec"]["containers"][0])
-    started, output = start_kvstore(binary, config, env)
+    pod = deployment["spec"]["template"]
+    container = pod["spec"]["containers"][0]
+    env = container_env(container)
+    files = secret_files(config, env)
+    with tempfile.TemporaryDirectory() as tmp:
+        config, env, _ = stage_secrets(config, env, secret_mounts(pod, container), Path(tmp))
+        path = Path(tmp) / "kvstore.toml"
+        path.write_text(config)
+        started, output = start_kvstore(binary, path, env)
     if started:
-        return f"{binary.relative_to(ROOT)} starts with it"
+        kafka = env.get("KVSTORE_KAFKA__SECURITY_PROTOCOL", "plaintext")
+        return (f"{binary.relative_to(ROOT)} starts with it (Kafka {kafka}"
+                f"{f', {len(files)} mounted secret file' + ('s' if len(files) > 1 else '') if files else ''})")
     raise Failed(f"kvstore refused the rendered configuration:\n{output.strip()[-2000:]}")
 
 
