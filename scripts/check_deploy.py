@@ -452,10 +452,21 @@ def chart_kube_versions() -> list[str]:
 
 
 def value_sets() -> list[tuple[str, dict | None]]:
-    sets: list[tuple[str, dict | None]] = [("defaults", None)]
-    for path in sorted((CHART / "ci").glob("*.yaml")):
-        sets.append((path.stem, yaml.safe_load(path.read_text())))
-    return sets
+    """The values files of ci/. The bare defaults do not render (see check_defaults_refused)."""
+    return [(path.stem, yaml.safe_load(path.read_text())) for path in sorted((CHART / "ci").glob("*.yaml"))]
+
+
+def check_defaults_refused() -> str:
+    """Auth is on by default and a pod listens on 0.0.0.0, so kvstore would refuse to start
+    without a token: the chart must refuse to render, saying what to set."""
+    try:
+        render("defaults", None)
+    except helm.HelmRenderError as error:
+        message = str(error)
+        if "auth.tokens" not in message or "auth.enabled=false" not in message:
+            raise Failed(f"refused, but without naming auth.tokens and auth.enabled=false: {message}")
+        return "refused without a token: " + message.split(": ", 1)[-1].split(",")[0]
+    raise Failed("rendered although auth is on without a token (kvstore would refuse to start)")
 
 
 def check_chart_version() -> str:
@@ -561,7 +572,18 @@ def check_references(documents: list[dict]) -> list[str]:
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         if container[probe]["httpGet"]["port"] not in port_names:
             problems.append(f"{probe} probes an unknown port")
+    env = {entry["name"]: entry.get("value") for entry in container.get("env", [])}
+    if env.get("KVSTORE_AUTH__ENABLED") not in ("true", "false"):
+        problems.append("KVSTORE_AUTH__ENABLED is not set to true or false (a pod's default is on)")
+    metrics_need_token = env.get("KVSTORE_AUTH__ENABLED") != "false" and env.get("KVSTORE_AUTH__OPEN_METRICS") != "true"
+    for monitor in by_kind.get("ServiceMonitor", []):
+        for endpoint in monitor["spec"]["endpoints"]:
+            credentials = endpoint.get("authorization", {}).get("credentials", {})
+            if metrics_need_token and not (credentials.get("name") and credentials.get("key")):
+                problems.append("the ServiceMonitor sends no token, but /metrics needs one")
     annotations = pod["metadata"].get("annotations", {})
+    if metrics_need_token and annotations.get("prometheus.io/scrape") == "true":
+        problems.append("the pods invite annotation-based scraping (which sends no token), but /metrics needs one")
     if "prometheus.io/port" in annotations:
         ports = {str(port["containerPort"]) for port in container["ports"]}
         if annotations["prometheus.io/port"] not in ports:
@@ -715,6 +737,37 @@ def start_kvstore(binary: Path, config: Path, env: dict[str, str], probe=None) -
             process.wait()
 
 
+def auth_probe(env: dict[str, str]):
+    """What the pod's clients would meet, checked on a running kvstore: with auth on, a request
+    without a token gets 401 and each configured token is recognised (200, or 403 for one
+    without the scope), and /metrics answers 401 without a token unless it is open."""
+
+    def status(base: str, path: str, token: str | None = None) -> int:
+        return http("GET", f"{base}{path}", headers={"authorization": f"Bearer {token}"} if token else {})[0]
+
+    def probe(base: str) -> str:
+        if env.get("KVSTORE_AUTH__ENABLED") != "true":
+            if status(base, "/v1/topics") != 200 or status(base, "/metrics") != 200:
+                raise Failed("auth is off, yet /v1/topics or /metrics wants a token")
+            return "auth off"
+        problems = []
+        if (answer := status(base, "/v1/topics")) != 401:
+            problems.append(f"/v1/topics without a token answered {answer}, not 401")
+        metrics_open = env.get("KVSTORE_AUTH__OPEN_METRICS") == "true"
+        if (answer := status(base, "/metrics")) != (200 if metrics_open else 401):
+            problems.append(f"/metrics without a token answered {answer} (open_metrics {metrics_open})")
+        tokens = re.findall(r'name="([^"]+)", secret=\{file="([^"]+)"\}', env.get("KVSTORE_AUTH__TOKENS", ""))
+        if not tokens:
+            problems.append("auth is on but KVSTORE_AUTH__TOKENS names no token file")
+        for token, path in tokens:
+            if (answer := status(base, "/v1/topics", Path(path).read_text().strip())) not in (200, 403):
+                problems.append(f"token {token} was not recognised: /v1/topics answered {answer}")
+        fail_if(problems)
+        return f"auth on, {len(tokens)} token{'s' if len(tokens) > 1 else ''} accepted"
+
+    return probe
+
+
 def check_config_starts_kvstore(name: str, values: dict | None, binary: Path | None) -> str:
     if binary is None:
         raise Skipped("no kvstore binary in target/ (make build)")
@@ -732,11 +785,11 @@ def check_config_starts_kvstore(name: str, values: dict | None, binary: Path | N
         config, env, _ = stage_secrets(config, env, secret_mounts(pod, container), Path(tmp))
         path = Path(tmp) / "kvstore.toml"
         path.write_text(config)
-        started, output = start_kvstore(binary, path, env)
+        started, output = start_kvstore(binary, path, env, auth_probe(env))
     if started:
         kafka = env.get("KVSTORE_KAFKA__SECURITY_PROTOCOL", "plaintext")
         return (f"{binary.relative_to(ROOT)} starts with it (Kafka {kafka}"
-                f"{f', {len(files)} mounted secret file' + ('s' if len(files) > 1 else '') if files else ''})")
+                f"{f', {len(files)} mounted secret file' + ('s' if len(files) > 1 else '') if files else ''}; {output})")
     raise Failed(f"kvstore refused the rendered configuration:\n{output.strip()[-2000:]}")
 
 
@@ -841,6 +894,8 @@ def main() -> int:
         return f"validating against Kubernetes {' and '.join(versions)}"
 
     checks.run("Helm kubeVersion", kube_versions)
+    # Linting the defaults alone would only repeat what every values file's lint checks.
+    checks.run("helm template (defaults)", check_defaults_refused)
     for name, values in value_sets():
         checks.run(f"helm lint ({name})", check_helm_lint, name, values, versions)
         checks.run(f"helm template ({name})", check_helm_render, name, values, versions)
