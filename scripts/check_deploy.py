@@ -3,8 +3,10 @@
 the tools). Each check prints `ok`, `FAIL` (with the reasons) or `skip`; any FAIL makes the
 exit status 1. Rendered Helm manifests are left in target/check-deploy/ for inspection.
 
-One check runs things for real: a Tansu broker, target/debug/kvstore and a Prometheus
-scraping it, on free loopback ports, all stopped when the check ends.
+One check runs things for real: a Tansu broker, target/debug/kvstore (with the compose
+replicas' auth settings) and a Prometheus scraping it with the compose job's token, on free
+loopback ports, all stopped when the check ends. Each rendered Helm configuration is also
+started, briefly, with throwaway files standing in for the Secrets it mounts.
 """
 
 from __future__ import annotations
@@ -157,6 +159,79 @@ def harness_settings() -> dict[str, str]:
     return settings
 
 
+def compose_default(value) -> str | None:
+    """A compose value as `docker compose` sets it when no variable it names is in the
+    environment: `${VAR:-default}` and `${VAR-default}` give the default. None when a
+    variable has no default."""
+    missing = False
+
+    def default(match: re.Match) -> str:
+        nonlocal missing
+        missing = missing or match.group(2) is None
+        return match.group(2) or ""
+
+    text = re.sub(r"\$\{(\w+)(?::?-([^}]*))?\}", default, str(value))
+    return None if missing else text
+
+
+# One entry of KVSTORE_AUTH__TOKENS as docker-compose.yml writes it (kvstore reads more forms).
+TOKEN_ENTRY = re.compile(r'\{name="([^"]+)", secret=\{(env|file)="([^"]+)"\}, scopes=\[([^\]]*)\]\}')
+
+
+def compose_tokens(service: dict) -> list[dict]:
+    """The tokens a kvstore service lists: name, where the secret is (env or file), scopes."""
+    tokens = str(service.get("environment", {}).get("KVSTORE_AUTH__TOKENS", ""))
+    return [
+        {"name": name, "kind": kind, "ref": ref, "scopes": re.findall(r'"([^"]+)"', scopes)}
+        for name, kind, ref, scopes in TOKEN_ENTRY.findall(tokens)
+    ]
+
+
+def compose_auth(service: dict) -> str | None:
+    """`true` or `false` as the service sets KVSTORE_AUTH__ENABLED; None if it does not."""
+    value = str(service.get("environment", {}).get("KVSTORE_AUTH__ENABLED", "")).lower()
+    return value if value in ("true", "false") else None
+
+
+def metrics_need_token(service: dict) -> bool:
+    env = service.get("environment", {})
+    return compose_auth(service) != "false" and str(env.get("KVSTORE_AUTH__OPEN_METRICS", "")).lower() != "true"
+
+
+def mount_targets(service: dict) -> set[str]:
+    """Paths a compose service gets files at: volumes, configs and secrets."""
+    targets = {str(volume).split(":")[1] for volume in service.get("volumes", []) if ":" in str(volume)}
+    for kind in ("configs", "secrets"):
+        for entry in service.get(kind, []):
+            targets.add(entry["target"] if isinstance(entry, dict) and "target" in entry else f"/{entry}")
+    return targets
+
+
+def check_compose_auth(name: str, service: dict) -> tuple[list[str], str]:
+    """Problems with a kvstore service's auth, and a note: the replicas listen on 0.0.0.0,
+    where kvstore refuses to start without tokens unless auth is explicitly off."""
+    env = service.get("environment", {})
+    auth = compose_auth(service)
+    if auth is None:
+        return [f"{name}: KVSTORE_AUTH__ENABLED must say true or false; on 0.0.0.0 kvstore needs tokens"], ""
+    if auth == "false":
+        return [], "auth explicitly off"
+    tokens = compose_tokens(service)
+    problems = [] if tokens else [f"{name}: auth is on but KVSTORE_AUTH__TOKENS lists no token"]
+    for token in tokens:
+        where = f"{name}: token {token['name']}"
+        if token["kind"] == "file":
+            if token["ref"] not in mount_targets(service):
+                problems.append(f"{where} is read from {token['ref']}, which nothing mounts")
+            continue
+        value = compose_default(env[token["ref"]]) if token["ref"] in env else None
+        if value is None:
+            problems.append(f"{where} is read from {token['ref']}, which the service does not set with a default")
+        elif len(value) < 16:
+            problems.append(f"{where}: the default of {token['ref']} is shorter than 16 characters")
+    return problems, f"auth on, tokens {', '.join(t['name'] for t in tokens)}"
+
+
 def check_compose_wiring() -> str:
     compose = load_compose()
     services = compose["services"]
@@ -175,7 +250,11 @@ def check_compose_wiring() -> str:
     listeners = env.get("KAFKA_ADVERTISED_LISTENERS", "")
     tests = harness_settings()
     published = set()
+    auth_notes = set()
     for name, svc in replicas.items():
+        auth_problems, auth_note = check_compose_auth(name, svc)
+        problems += auth_problems
+        auth_notes.add(auth_note)
         depends = svc.get("depends_on", {})
         if not isinstance(depends, dict) or depends.get("kafka", {}).get("condition") != "service_healthy":
             problems.append(f"{name}: must depend on kafka with condition service_healthy")
@@ -197,30 +276,66 @@ def check_compose_wiring() -> str:
             if source.startswith(".") and not (ROOT / source).exists():
                 problems.append(f"{name}: mounts {source}, which does not exist")
     fail_if(problems)
-    return f"replicas {', '.join(sorted(replicas))} match the tests' {', '.join(sorted(tests))}"
+    return (f"replicas {', '.join(sorted(replicas))} match the tests' {', '.join(sorted(tests))}; "
+            f"{'; '.join(sorted(auth_notes))}")
 
 
 # ---------------------------------------------------------------------------------------
 # Prometheus
 
 
+def compose_prometheus_token(compose: dict, job: dict) -> str | None:
+    """The token Prometheus sends to the kvstore replicas (as docker compose sets it with no
+    variable in the environment), checked against docker-compose.yml: the job's
+    credentials_file is a compose config mounted into the prometheus service, holding the same
+    value as a replica's token with the metrics scope. None when /metrics is open."""
+    replicas = kvstore_services(compose)
+    if not any(metrics_need_token(svc) for svc in replicas.values()):
+        return None
+    credentials_file = job.get("authorization", {}).get("credentials_file")
+    if not credentials_file:
+        raise Failed("job kvstore has no authorization.credentials_file, but the replicas' /metrics needs a token")
+    mounted = {entry["target"]: entry["source"] for entry in compose["services"]["prometheus"].get("configs", [])
+               if isinstance(entry, dict) and "target" in entry}
+    if credentials_file not in mounted:
+        raise Failed(f"job kvstore reads its token from {credentials_file}, which the prometheus service does not mount")
+    content = compose.get("configs", {}).get(mounted[credentials_file], {}).get("content")
+    metrics_tokens = {
+        svc["environment"][token["ref"]]
+        for svc in replicas.values()
+        for token in compose_tokens(svc)
+        if "metrics" in token["scopes"] and token["kind"] == "env" and token["ref"] in svc["environment"]
+    }
+    if content is None or content not in metrics_tokens:
+        raise Failed(f"config {mounted[credentials_file]} (Prometheus's {credentials_file}) is not the value of "
+                     "a replica's token with the metrics scope")
+    return compose_default(content)
+
+
 def check_prometheus_config(promtool: str) -> str:
-    result = run([promtool, "check", "config", str(PROMETHEUS_CONFIG)])
+    compose = load_compose()
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    (job,) = [job for job in config["scrape_configs"] if job["job_name"] == "kvstore"]
+    token = compose_prometheus_token(compose, job)
+    with tempfile.TemporaryDirectory() as tmp:
+        # promtool reads the credentials file, which exists only inside the container: check a
+        # copy that names a file holding the token compose would mount.
+        checked = PROMETHEUS_CONFIG
+        if token is not None:
+            token_file = Path(tmp) / "kvstore-token"
+            token_file.write_text(token)
+            checked = Path(tmp) / "prometheus.yml"
+            job["authorization"]["credentials_file"] = str(token_file)
+            checked.write_text(yaml.safe_dump(config))
+        result = run([promtool, "check", "config", str(checked)])
     if result.returncode != 0:
         raise Failed((result.stdout + result.stderr).strip())
-    compose = load_compose()
     expected = {f"{name}:8080" for name in kvstore_services(compose)}
-    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
-    targets = {
-        target
-        for job in config["scrape_configs"]
-        if job["job_name"] == "kvstore"
-        for static in job.get("static_configs", [])
-        for target in static["targets"]
-    }
+    targets = {target for static in job.get("static_configs", []) for target in static["targets"]}
     if targets != expected:
         raise Failed(f"job kvstore scrapes {sorted(targets)}; the compose replicas are {sorted(expected)}")
-    return f"promtool check config; scrapes {', '.join(sorted(targets))}"
+    how = "with the replicas' metrics token" if token is not None else "without a token (/metrics open)"
+    return f"promtool check config; scrapes {', '.join(sorted(targets))} {how}"
 
 
 # ---------------------------------------------------------------------------------------
@@ -286,12 +401,38 @@ class Processes:
         raise Failed(f"no {what} within {timeout:.0f}s" + (f" (last error: {last_error})" if last_error else ""))
 
 
+def compose_auth_env(compose: dict) -> tuple[dict[str, str], dict[str, str]]:
+    """The auth settings of the compose replicas, as docker compose sets them with no
+    variable in the environment, and each token's value by scope."""
+    replica = next(iter(kvstore_services(compose).values()))
+    env = {key: compose_default(value) or "" for key, value in replica.get("environment", {}).items()}
+    settings = {key: value for key, value in env.items() if key.startswith("KVSTORE_AUTH__")}
+    by_scope: dict[str, str] = {}
+    for token in compose_tokens(replica):
+        if token["kind"] == "env":
+            settings[token["ref"]] = env[token["ref"]]
+            for scope in token["scopes"]:
+                by_scope.setdefault(scope, env[token["ref"]])
+    return settings, by_scope
+
+
 def check_prometheus_live(prometheus: str, promtool: str, tansu: str, binary: Path | None) -> str:
-    """kvstore against a Tansu broker, with a topic written; promtool lints its /metrics, and
-    a real Prometheus scrapes it until its HTTP API returns the topic's consumer lag."""
+    """kvstore against a Tansu broker, with the compose replicas' auth settings and a topic
+    written; promtool lints its /metrics, and a real Prometheus, with the kvstore job's
+    authorization from deploy/prometheus/prometheus.yml, scrapes it until its HTTP API returns
+    the topic's consumer lag."""
     if binary is None:
         raise Skipped("no target/debug/kvstore (make build, or scripts/check-deploy.sh builds it)")
     version = run([prometheus, "--version"]).stdout.split("\n")[0]
+    compose = load_compose()
+    auth_env, tokens = compose_auth_env(compose)
+    (job,) = [job for job in yaml.safe_load(PROMETHEUS_CONFIG.read_text())["scrape_configs"]
+              if job["job_name"] == "kvstore"]
+    prometheus_token = compose_prometheus_token(compose, job)
+
+    def bearer(scope: str) -> dict[str, str]:
+        return {"authorization": f"Bearer {tokens[scope]}"} if scope in tokens else {}
+
     with tempfile.TemporaryDirectory() as tmp, Processes(Path(tmp)) as processes:
         broker_port, http_port, prometheus_port = free_port(), free_port(), free_port()
         broker = f"tcp://127.0.0.1:{broker_port}"
@@ -299,24 +440,33 @@ def check_prometheus_live(prometheus: str, promtool: str, tansu: str, binary: Pa
         processes.start("tansu", [tansu, "broker", "--listener-url", broker, "--advertised-listener-url", broker,
                                   "--storage-engine", "memory://tansu/"], env={**env, "RUST_LOG": "warn"})
         processes.start("kvstore", [str(binary), "serve", "--listen", f"127.0.0.1:{http_port}",
-                                    "--brokers", f"127.0.0.1:{broker_port}"], env=env)
+                                    "--brokers", f"127.0.0.1:{broker_port}"], env={**env, **auth_env})
         base = f"http://127.0.0.1:{http_port}"
         processes.wait_for("ready kvstore", lambda: http("GET", f"{base}/readyz")[0] == 200, 30)
         for i in range(3):
-            status, body = http("PUT", f"{base}/v1/{LIVE_TOPIC}/keys/key-{i}", b"value", {"content-type": "text/plain"})
+            status, body = http("PUT", f"{base}/v1/{LIVE_TOPIC}/keys/key-{i}", b"value",
+                                {"content-type": "text/plain", **bearer("write:*")})
             if status != 200:
                 raise Failed(f"PUT answered {status}: {body!r}")
 
-        status, metrics = http("GET", f"{base}/metrics")
+        if prometheus_token is not None and (status := http("GET", f"{base}/metrics")[0]) != 401:
+            raise Failed(f"/metrics without a token answered {status}, not 401, with the compose auth settings")
+        status, metrics = http("GET", f"{base}/metrics", headers=bearer("metrics"))
         lint = subprocess.run([promtool, "check", "metrics"], input=metrics, capture_output=True)
         if status != 200 or lint.returncode != 0:
             raise Failed(f"promtool check metrics on /metrics ({status}):\n"
                          + (lint.stdout + lint.stderr).decode(errors="replace").strip())
 
+        # The compose job, scraping this kvstore every second with the token compose mounts.
+        job = {**job, "scrape_interval": "1s", "static_configs": [{"targets": [f"127.0.0.1:{http_port}"]}]}
+        if prometheus_token is not None:
+            token_file = Path(tmp) / "kvstore-token"
+            token_file.write_text(prometheus_token)
+            job["authorization"] = {**job["authorization"], "credentials_file": str(token_file)}
         config = Path(tmp) / "prometheus.yml"
         config.write_text(yaml.safe_dump({
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-            "scrape_configs": [{"job_name": "kvstore", "static_configs": [{"targets": [f"127.0.0.1:{http_port}"]}]}],
+            "scrape_configs": [job],
         }))
         processes.start("prometheus", [prometheus, f"--config.file={config}", f"--storage.tsdb.path={tmp}/data",
                                        f"--web.listen-address=127.0.0.1:{prometheus_port}"], env=env)
@@ -333,7 +483,9 @@ def check_prometheus_live(prometheus: str, promtool: str, tansu: str, binary: Pa
         expected = {"job": "kvstore", "instance": f"127.0.0.1:{http_port}", "topic": LIVE_TOPIC}
         if any(labels.get(k) != v for k, v in expected.items()) or value != "0":
             raise Failed(f"{query} is {labels} = {value}; expected {expected} = 0")
-    return f"{version.strip()} scraped {binary.relative_to(ROOT)}: {query} = {value}; promtool check metrics: clean"
+    how = "with the compose token" if prometheus_token is not None else "without a token"
+    return (f"{version.strip()} scraped {binary.relative_to(ROOT)} {how}: {query} = {value}; "
+            "promtool check metrics: clean")
 
 
 # ---------------------------------------------------------------------------------------
