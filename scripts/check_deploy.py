@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -42,6 +43,8 @@ DASHBOARD = GRAFANA / "dashboards" / "kvstore.json"
 OPENAPI = ROOT / "openapi" / "openapi.json"
 # Kinds without a schema in kubernetes-validate (custom resources) that the chart may render.
 CUSTOM_KINDS = {"ServiceMonitor"}
+# The variables that give kvstore its HTTPS certificate and key (http.tls.*).
+HTTPS_FILES = ("KVSTORE_HTTP__TLS__CERT_FILE", "KVSTORE_HTTP__TLS__KEY_FILE")
 
 
 class Failed(Exception):
@@ -344,10 +347,11 @@ def check_prometheus_config(promtool: str) -> str:
 LIVE_TOPIC = "check-deploy"
 
 
-def http(method: str, url: str, body: bytes | None = None, headers: dict | None = None) -> tuple[int, bytes]:
+def http(method: str, url: str, body: bytes | None = None, headers: dict | None = None,
+         context: ssl.SSLContext | None = None) -> tuple[int, bytes]:
     request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=10, context=context) as response:
             return response.status, response.read()
     except urllib.error.HTTPError as error:
         return error.code, error.read()
@@ -721,10 +725,18 @@ def check_references(documents: list[dict]) -> list[str]:
     for mount in container.get("volumeMounts", []):
         if mount["name"] not in volumes:
             problems.append(f"volume mount {mount['name']} has no volume")
+    env = {entry["name"]: entry.get("value") for entry in container.get("env", [])}
+    mounts = [mount["mountPath"].rstrip("/") + "/" for mount in container.get("volumeMounts", [])]
+    https = any(env.get(name) for name in HTTPS_FILES)
+    for name in HTTPS_FILES:
+        path = env.get(name)
+        if path and not any(path.startswith(mount) for mount in mounts):
+            problems.append(f"{name}={path} is in no mounted volume")
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         if container[probe]["httpGet"]["port"] not in port_names:
             problems.append(f"{probe} probes an unknown port")
-    env = {entry["name"]: entry.get("value") for entry in container.get("env", [])}
+        if (container[probe]["httpGet"].get("scheme", "HTTP") == "HTTPS") != https:
+            problems.append(f"{probe} uses {'HTTP' if https else 'HTTPS'} but kvstore serves the other")
     if env.get("KVSTORE_AUTH__ENABLED") not in ("true", "false"):
         problems.append("KVSTORE_AUTH__ENABLED is not set to true or false (a pod's default is on)")
     metrics_need_token = env.get("KVSTORE_AUTH__ENABLED") != "false" and env.get("KVSTORE_AUTH__OPEN_METRICS") != "true"
@@ -733,9 +745,17 @@ def check_references(documents: list[dict]) -> list[str]:
             credentials = endpoint.get("authorization", {}).get("credentials", {})
             if metrics_need_token and not (credentials.get("name") and credentials.get("key")):
                 problems.append("the ServiceMonitor sends no token, but /metrics needs one")
+            if (endpoint.get("scheme", "http") == "https") != https:
+                problems.append(f"the ServiceMonitor scrapes with {endpoint.get('scheme', 'http')}, "
+                                f"but kvstore serves {'HTTPS' if https else 'HTTP'}")
+            if "tlsConfig" in endpoint and not https:
+                problems.append("the ServiceMonitor has a tlsConfig, but kvstore serves plain HTTP")
     annotations = pod["metadata"].get("annotations", {})
     if metrics_need_token and annotations.get("prometheus.io/scrape") == "true":
         problems.append("the pods invite annotation-based scraping (which sends no token), but /metrics needs one")
+    scheme = annotations.get("prometheus.io/scheme", "http")
+    if annotations.get("prometheus.io/scrape") == "true" and (scheme == "https") != https:
+        problems.append(f"prometheus.io/scheme says {scheme}, but kvstore serves {'HTTPS' if https else 'HTTP'}")
     if "prometheus.io/port" in annotations:
         ports = {str(port["containerPort"]) for port in container["ports"]}
         if annotations["prometheus.io/port"] not in ports:
@@ -798,10 +818,11 @@ def secret_mounts(pod: dict, container: dict) -> dict[str, set[str] | None]:
 
 
 def secret_files(config: str, env: dict[str, str]) -> dict[str, str]:
-    """Files kvstore is told to read, by what they hold (`cert`, `key` or `secret`): the
+    """Files kvstore is told to read, by what they hold (`cert` or `key` for Kafka's TLS,
+    `https-cert` or `https-key` for its own HTTPS listener, else `secret`): the
     `KVSTORE_*_FILE` variables and every `file = "..."` secret reference."""
     kinds = {"KVSTORE_KAFKA__TLS__CA_FILE": "cert", "KVSTORE_KAFKA__TLS__CERT_FILE": "cert",
-             "KVSTORE_KAFKA__TLS__KEY_FILE": "key"}
+             "KVSTORE_KAFKA__TLS__KEY_FILE": "key", HTTPS_FILES[0]: "https-cert", HTTPS_FILES[1]: "https-key"}
     files = {value: kinds.get(name, "secret") for name, value in env.items()
              if name.startswith("KVSTORE_") and name.endswith("_FILE")}
     for text in [config, *env.values()]:
@@ -814,9 +835,10 @@ def stage_secrets(config: str, env: dict[str, str], mounts: dict[str, set[str] |
                   tmp: Path) -> tuple[str, dict[str, str], dict[str, str]]:
     """The Secrets a pod mounts do not exist here. Every file kvstore is told to read must lie
     in a mounted Secret that holds it; each is then made under `tmp` (the paths in `config`
-    and `env` rewritten to match): a throwaway certificate and key made with openssl for TLS
-    (the key encrypted with the password the pod would get), else a placeholder secret.
-    Returns the new config and env, and the placeholder secrets by their pod path."""
+    and `env` rewritten to match): a throwaway certificate and key made with openssl for
+    Kafka's TLS (the key encrypted with the password the pod would get) and another pair, for
+    127.0.0.1, for kvstore's HTTPS listener, else a placeholder secret. Returns the new config
+    and env, and the placeholder secrets by their pod path."""
     problems = []
     staged: dict[str, Path] = {}
     for path, kind in secret_files(config, env).items():
@@ -837,15 +859,26 @@ def stage_secrets(config: str, env: dict[str, str], mounts: dict[str, set[str] |
             secrets[path] = f"check-deploy-placeholder-{target.name}"
             target.write_text(secrets[path] + "\n")
     key_password = secrets.get(env.get("KVSTORE_KAFKA__TLS__KEY_PASSWORD__FILE", ""))
-    certificates = [path for path in staged if kinds[path] != "secret"]
-    if certificates:
+    if any(kinds[path] in ("cert", "key") for path in staged):
         key, cert = tmp / "tls.key", tmp / "tls.crt"
         command = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-days", "1",
                    "-subj", "/CN=kvstore-check", "-keyout", str(key), "-out", str(cert)]
         command += ["-passout", f"pass:{key_password}"] if key_password else ["-noenc"]
         subprocess.run(command, check=True, capture_output=True)
-        for path in certificates:
-            shutil.copy(key if kinds[path] == "key" else cert, staged[path])
+        for path in staged:
+            if kinds[path] in ("cert", "key"):
+                shutil.copy(key if kinds[path] == "key" else cert, staged[path])
+    if any(kinds[path] in ("https-cert", "https-key") for path in staged):
+        # For the address the check connects to, so that the client can verify it.
+        key, cert = tmp / "https.key", tmp / "https.crt"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                        "-days", "1", "-subj", "/CN=localhost", "-noenc", "-keyout", str(key), "-out", str(cert),
+                        "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                        "-addext", "basicConstraints=critical,CA:FALSE"],
+                       check=True, capture_output=True)
+        for path in staged:
+            if kinds[path] in ("https-cert", "https-key"):
+                shutil.copy(key if kinds[path] == "https-key" else cert, staged[path])
 
     def rewrite(text: str) -> str:
         # Longest first, so that no path is rewritten inside a longer one.
@@ -856,11 +889,20 @@ def stage_secrets(config: str, env: dict[str, str], mounts: dict[str, set[str] |
     return rewrite(config), {name: rewrite(value) for name, value in env.items()}, secrets
 
 
+def https_context(env: dict[str, str]) -> ssl.SSLContext | None:
+    """A client context trusting the certificate kvstore is given (http.tls.cert_file), when
+    `env` gives it one; None for plain HTTP."""
+    cert = env.get(HTTPS_FILES[0])
+    return ssl.create_default_context(cafile=cert) if cert else None
+
+
 def start_kvstore(binary: Path, config: Path, env: dict[str, str], probe=None) -> tuple[bool, str]:
     """Starts kvstore with `config` and `env` against an unreachable broker; once it answers
-    /healthz, calls `probe(base_url)` (if given) while it runs. True and the probe's note if it
+    /healthz (over HTTPS, verifying its certificate, when `env` gives it one), calls
+    `probe(base_url, context)` (if given) while it runs. True and the probe's note if it
     started, False and its output if it exits first."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("KVSTORE_") and k != "RUST_LOG"}
+    context = https_context(env)
     port = free_port()
     process = subprocess.Popen(
         # --listen and --brokers override the file: a free loopback port, and a broker
@@ -870,16 +912,16 @@ def start_kvstore(binary: Path, config: Path, env: dict[str, str], probe=None) -
         cwd=config.parent, env={**clean, **env, "RUST_BACKTRACE": "0"},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
-    base = f"http://127.0.0.1:{port}"
+    base = f"{'https' if context else 'http'}://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 return False, process.communicate()[0]
             try:
-                with urllib.request.urlopen(f"{base}/healthz", timeout=1):
-                    return True, probe(base) if probe else ""
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                with urllib.request.urlopen(f"{base}/healthz", timeout=1, context=context):
+                    return True, probe(base, context) if probe else ""
+            except (urllib.error.URLError, ConnectionError, TimeoutError, ssl.SSLError):
                 time.sleep(0.2)
         return False, "did not answer /healthz within 20s"
     finally:
@@ -894,25 +936,26 @@ def auth_probe(env: dict[str, str]):
     without a token gets 401 and each configured token is recognised (200, or 403 for one
     without the scope), and /metrics answers 401 without a token unless it is open."""
 
-    def status(base: str, path: str, token: str | None = None) -> int:
-        return http("GET", f"{base}{path}", headers={"authorization": f"Bearer {token}"} if token else {})[0]
+    def probe(base: str, context: ssl.SSLContext | None) -> str:
+        def status(path: str, token: str | None = None) -> int:
+            headers = {"authorization": f"Bearer {token}"} if token else {}
+            return http("GET", f"{base}{path}", headers=headers, context=context)[0]
 
-    def probe(base: str) -> str:
         if env.get("KVSTORE_AUTH__ENABLED") != "true":
-            if status(base, "/v1/topics") != 200 or status(base, "/metrics") != 200:
+            if status("/v1/topics") != 200 or status("/metrics") != 200:
                 raise Failed("auth is off, yet /v1/topics or /metrics wants a token")
             return "auth off"
         problems = []
-        if (answer := status(base, "/v1/topics")) != 401:
+        if (answer := status("/v1/topics")) != 401:
             problems.append(f"/v1/topics without a token answered {answer}, not 401")
         metrics_open = env.get("KVSTORE_AUTH__OPEN_METRICS") == "true"
-        if (answer := status(base, "/metrics")) != (200 if metrics_open else 401):
+        if (answer := status("/metrics")) != (200 if metrics_open else 401):
             problems.append(f"/metrics without a token answered {answer} (open_metrics {metrics_open})")
         tokens = re.findall(r'name="([^"]+)", secret=\{file="([^"]+)"\}', env.get("KVSTORE_AUTH__TOKENS", ""))
         if not tokens:
             problems.append("auth is on but KVSTORE_AUTH__TOKENS names no token file")
         for token, path in tokens:
-            if (answer := status(base, "/v1/topics", Path(path).read_text().strip())) not in (200, 403):
+            if (answer := status("/v1/topics", Path(path).read_text().strip())) not in (200, 403):
                 problems.append(f"token {token} was not recognised: /v1/topics answered {answer}")
         fail_if(problems)
         return f"auth on, {len(tokens)} token{'s' if len(tokens) > 1 else ''} accepted"
@@ -940,7 +983,8 @@ def check_config_starts_kvstore(name: str, values: dict | None, binary: Path | N
         started, output = start_kvstore(binary, path, env, auth_probe(env))
     if started:
         kafka = env.get("KVSTORE_KAFKA__SECURITY_PROTOCOL", "plaintext")
-        return (f"{binary.relative_to(ROOT)} starts with it (Kafka {kafka}"
+        scheme = "HTTPS" if env.get(HTTPS_FILES[0]) else "HTTP"
+        return (f"{binary.relative_to(ROOT)} starts with it and answers over {scheme} (Kafka {kafka}"
                 f"{f', {len(files)} mounted secret file' + ('s' if len(files) > 1 else '') if files else ''}; {output})")
     raise Failed(f"kvstore refused the rendered configuration:\n{output.strip()[-2000:]}")
 

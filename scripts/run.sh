@@ -37,7 +37,10 @@ for _ in $(seq 100); do
 done
 
 echo "Tansu broker ($storage storage) on 127.0.0.1:$broker_port; log in .run/tansu.log"
-echo "kvstore serving at http://127.0.0.1:$http_port (ctrl-c stops both)"
+scheme=http
+# HTTPS when a certificate is given in the environment (see README, TLS).
+[ -n "${KVSTORE_HTTP__TLS__CERT_FILE:-}" ] && scheme=https
+echo "kvstore serving at $scheme://127.0.0.1:$http_port (ctrl-c stops both)"
 target/release/kvstore serve \
   --listen "127.0.0.1:$http_port" \
   --brokers "127.0.0.1:$broker_port"

@@ -51,6 +51,9 @@ pub enum AppError {
     /// The auth tokens could not be loaded.
     #[error("cannot load auth tokens: {0}")]
     Auth(#[from] AuthSetupError),
+    /// The TLS certificate or key could not be used.
+    #[error(transparent)]
+    Tls(#[from] http::tls::TlsError),
 }
 
 /// Serves the API on `listener` until `shutdown` completes, then stops in order: stop
@@ -64,6 +67,12 @@ pub async fn run(
 ) -> Result<(), AppError> {
     let config = Arc::new(config);
     let auth = Arc::new(Auth::from_config(&config)?);
+    // Before anything else, so that a certificate that cannot be used stops the service
+    // before it starts any work.
+    let certificates = match config.http.tls.files() {
+        Some((cert_file, key_file)) => Some(http::tls::Certificates::load(cert_file, key_file)?),
+        None => None,
+    };
     let kafka = Kafka::new(config.clone())?;
     let tracker = TaskTracker::new();
     let cancel = CancellationToken::new();
@@ -105,8 +114,16 @@ pub async fn run(
     }
     topics.preload();
 
+    let tls = match &certificates {
+        Some(certificates) => {
+            certificates.spawn_reloader(&tracker, cancel.clone())?;
+            Some(certificates.acceptor()?)
+        }
+        None => None,
+    };
     let address = listener.local_addr()?;
-    tracing::info!(%address, brokers = %config.brokers, "listening");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%address, scheme, brokers = %config.brokers, "listening");
     if auth.is_enabled() {
         tracing::info!(tokens = config.auth.tokens.len(), "bearer tokens required");
         tracker.spawn(reload_tokens_on_hangup(auth, cancel.clone()));
@@ -128,6 +145,7 @@ pub async fn run(
     });
     let settings = http::server::ServerSettings {
         header_read_timeout: config.http.header_read_timeout,
+        tls,
     };
     let server = http::server::serve(listener, http::router(state), settings, stop_http.clone());
     let grace = async {

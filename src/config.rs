@@ -69,6 +69,28 @@ pub struct HttpConfig {
     /// Most requests served at once; more get 503 at once rather than queueing. `/healthz`
     /// and `/readyz` are not counted. Default `1024`.
     pub max_concurrent_requests: usize,
+    /// HTTPS on the listener. Default off.
+    pub tls: TlsConfig,
+}
+
+/// HTTPS on the listener: on when both files are given, off when neither is. The files are
+/// read again on SIGHUP and when they change.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file with the server's certificate, followed by any intermediate certificates.
+    /// Default none (plain HTTP).
+    pub cert_file: Option<PathBuf>,
+    /// PEM file with the certificate's private key (PKCS#8, PKCS#1 or SEC1). Default none
+    /// (plain HTTP).
+    pub key_file: Option<PathBuf>,
+}
+
+impl TlsConfig {
+    /// The certificate and key files, when HTTPS is configured.
+    pub fn files(&self) -> Option<(&Path, &Path)> {
+        Some((self.cert_file.as_deref()?, self.key_file.as_deref()?))
+    }
 }
 
 /// How topics are found, created and preloaded.
@@ -265,6 +287,7 @@ impl Default for HttpConfig {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
             max_concurrent_requests: 1024,
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -538,6 +561,21 @@ impl Config {
             if value.is_zero() {
                 return Err(invalid(key, "must be longer than 0s"));
             }
+        }
+        match (&self.http.tls.cert_file, &self.http.tls.key_file) {
+            (Some(_), None) => {
+                return Err(invalid(
+                    "http.tls.key_file",
+                    "must be set when http.tls.cert_file is",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "http.tls.cert_file",
+                    "must be set when http.tls.key_file is",
+                ));
+            }
+            _ => {}
         }
         if self.brokers.trim().is_empty() {
             return Err(invalid("brokers", "must name at least one host:port"));
@@ -880,6 +918,35 @@ mod tests {
         )
         .expect_err("rejects");
         assert!(matches!(err, ConfigError::MissingFile(_)));
+    }
+
+    #[test]
+    fn tls_takes_both_files_or_neither() {
+        Jail::expect_with(|jail| {
+            assert_eq!(Config::default().http.tls.files(), None);
+            jail.set_env("KVSTORE_HTTP__TLS__CERT_FILE", "/etc/kvstore/tls.crt");
+            let err = load_in_jail(&Overrides::default()).expect_err("rejects");
+            assert!(err.contains("http.tls.key_file"), "{err}");
+
+            jail.set_env("KVSTORE_HTTP__TLS__KEY_FILE", "/etc/kvstore/tls.key");
+            let config = load_in_jail(&Overrides::default()).expect("loads");
+            assert_eq!(
+                config.http.tls.files(),
+                Some((
+                    Path::new("/etc/kvstore/tls.crt"),
+                    Path::new("/etc/kvstore/tls.key")
+                ))
+            );
+
+            jail.clear_env();
+            jail.create_file(
+                DEFAULT_CONFIG_FILE,
+                "[http.tls]\nkey_file = \"/etc/kvstore/tls.key\"\n",
+            )?;
+            let err = load_in_jail(&Overrides::default()).expect_err("rejects");
+            assert!(err.contains("http.tls.cert_file"), "{err}");
+            Ok(())
+        });
     }
 
     #[test]

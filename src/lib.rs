@@ -11,7 +11,8 @@
 //!
 //! - [`config`]: the configuration and how its layers (defaults, file, env, flags) combine.
 //! - [`app`]: the shared state and the order of startup and shutdown.
-//! - [`http`]: the router, one module per resource, the OpenAPI document.
+//! - [`http`]: the router, one module per resource, the OpenAPI document, the connection loop
+//!   and HTTPS.
 //! - [`error`]: every client-visible error and its status code.
 //! - [`auth`]: bearer tokens, their scopes, and the check each protected request passes.
 //! - [`secret`]: secrets named by reference (a file or an environment variable).

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::BenchError;
+use crate::client::security::SecurityArgs;
 
 /// The most operations etcd accepts in one transaction (its `--max-txn-ops` default), so the
 /// most a batch against etcd may hold.
@@ -125,6 +126,9 @@ pub struct BenchArgs {
     /// Print the result as one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// The CA to trust for an https:// target and the bearer token to send.
+    #[command(flatten)]
+    pub security: SecurityArgs,
 }
 
 /// When a run stops.
@@ -179,6 +183,8 @@ pub struct Plan {
     pub prefill: bool,
     /// Whether to print JSON.
     pub json: bool,
+    /// The CA to trust and the bearer token to send.
+    pub security: SecurityArgs,
 }
 
 impl BenchArgs {
@@ -256,8 +262,8 @@ impl BenchArgs {
         let url = self.url.trim_end_matches('/').to_owned();
         if !scenario.is_kafka() {
             match reqwest::Url::parse(&url) {
-                Ok(parsed) if parsed.scheme() == "http" => {}
-                Ok(_) => return invalid("--url must be an http:// URL".into()),
+                Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => {}
+                Ok(_) => return invalid("--url must be an http:// or https:// URL".into()),
                 Err(error) => return invalid(format!("--url: {error}")),
             }
         }
@@ -276,6 +282,7 @@ impl BenchArgs {
             librdkafka,
             prefill: self.prefill,
             json: self.json,
+            security: self.security.clone(),
         })
     }
 }
@@ -339,10 +346,13 @@ mod tests {
     }
 
     #[test]
-    fn trailing_slash_is_dropped_and_only_http_is_accepted() {
+    fn trailing_slash_is_dropped_and_only_http_and_https_are_accepted() {
         let plan = parse(&["--url", "http://localhost:2379/"]).expect("valid");
         assert_eq!(plan.url, "http://localhost:2379");
-        assert!(parse(&["--url", "https://localhost:2379"]).is_err());
+        let plan =
+            parse(&["--url", "https://localhost:2379", "--ca-file", "ca.pem"]).expect("valid");
+        assert_eq!(plan.security.ca_file, Some("ca.pem".into()));
+        assert!(parse(&["--url", "ftp://localhost:2379"]).is_err());
         assert!(parse(&["--url", "localhost:2379"]).is_err());
     }
 

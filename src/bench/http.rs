@@ -122,10 +122,14 @@ pub struct HttpTarget {
 impl HttpTarget {
     /// A target for `plan`'s URL and API.
     pub fn new(plan: &Plan) -> Result<HttpTarget, BenchError> {
-        let client = reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .pool_max_idle_per_host(plan.concurrency.max(PREFILL_CLIENTS))
             .tcp_nodelay(true)
-            .timeout(REQUEST_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT);
+        let client = plan
+            .security
+            .apply(builder)
+            .map_err(BenchError::InvalidArgs)?
             .build()
             .map_err(|e| BenchError::Failed(format!("building the HTTP client: {e}")))?;
         let value = Bytes::from(value_bytes(plan.value_size));
@@ -397,6 +401,7 @@ mod tests {
             librdkafka: Default::default(),
             prefill: false,
             json: false,
+            security: Default::default(),
         }
     }
 

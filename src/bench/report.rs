@@ -408,6 +408,7 @@ mod tests {
             librdkafka: Default::default(),
             prefill: false,
             json: false,
+            security: Default::default(),
         }
     }
 

@@ -3,13 +3,16 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::security::SecurityArgs;
+
 /// Where the server is when neither `--url` nor `KVSTORE_URL` says.
 pub const DEFAULT_URL: &str = "http://127.0.0.1:8080";
 
 /// Said under every client command's `--help`.
 const EXIT_STATUS_HELP: &str = "Exit status: 0 done, 1 no such key or topic, 2 bad usage or \
                                 input, 3 server unreachable or failing (retrying may help), 4 \
-                                request rejected as invalid.";
+                                request rejected as invalid, 5 token refused (401, 403) or \
+                                server certificate not trusted.";
 
 /// The client commands, each a subcommand of `kvstore`.
 #[derive(Debug, clap::Subcommand)]
@@ -47,6 +50,9 @@ pub struct Connection {
     /// Print JSON instead of plain output.
     #[arg(long)]
     pub json: bool,
+    /// The CA to trust and the bearer token to send.
+    #[command(flatten)]
+    pub security: SecurityArgs,
 }
 
 /// `kvstore get TOPIC KEY`.

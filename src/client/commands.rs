@@ -26,7 +26,7 @@ pub async fn execute(command: ClientCommand) -> Result<(), ClientError> {
 }
 
 fn client(connection: &Connection) -> Result<KvClient, ClientError> {
-    KvClient::new(&connection.url, connection.timeout)
+    KvClient::new(&connection.url, connection.timeout, &connection.security)
 }
 
 /// `kvstore get --json`: a range item with its topic.

@@ -7,6 +7,7 @@
 //! | 2 | usage: bad arguments or input (clap's usage errors are 2 as well) |
 //! | 3 | unavailable: the server could not be reached, failed (5xx), timed out or is overloaded; retrying may help |
 //! | 4 | rejected: the server refused the request as invalid (any other 4xx); retrying will not help |
+//! | 5 | not authorized or not trusted: the server refused the token (401, 403), or its TLS certificate could not be verified; retrying will not help |
 
 use std::io;
 
@@ -18,6 +19,8 @@ pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_UNAVAILABLE: u8 = 3;
 /// The server refused the request as invalid.
 pub const EXIT_REJECTED: u8 = 4;
+/// The server refused the token, or its certificate is not trusted.
+pub const EXIT_NOT_AUTHORIZED: u8 = 5;
 
 /// A client command that failed.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +54,14 @@ pub enum ClientError {
         /// Why, with the causes.
         reason: String,
     },
+    /// The TLS handshake failed: most often a server certificate that no trusted CA signed.
+    #[error("TLS with {url} failed: {reason}")]
+    Tls {
+        /// The request's URL.
+        url: String,
+        /// rustls's reason, with a hint.
+        reason: String,
+    },
     /// An answer that is not what the API promises.
     #[error("unexpected answer from {url}: {reason}")]
     Unexpected {
@@ -70,6 +81,10 @@ impl ClientError {
         match self {
             ClientError::Usage(_) | ClientError::Input { .. } => EXIT_USAGE,
             ClientError::Api { status: 404, .. } => EXIT_NOT_FOUND,
+            ClientError::Api {
+                status: 401 | 403, ..
+            }
+            | ClientError::Tls { .. } => EXIT_NOT_AUTHORIZED,
             // Time-outs and overload pass by themselves.
             ClientError::Api {
                 status: 408 | 429, ..
@@ -99,6 +114,8 @@ mod tests {
     fn exit_codes_by_status() {
         assert_eq!(api(404).exit_code(), EXIT_NOT_FOUND);
         assert_eq!(api(400).exit_code(), EXIT_REJECTED);
+        assert_eq!(api(401).exit_code(), EXIT_NOT_AUTHORIZED);
+        assert_eq!(api(403).exit_code(), EXIT_NOT_AUTHORIZED);
         assert_eq!(api(413).exit_code(), EXIT_REJECTED);
         assert_eq!(api(429).exit_code(), EXIT_UNAVAILABLE);
         assert_eq!(api(503).exit_code(), EXIT_UNAVAILABLE);

@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
 use super::error::ClientError;
+use super::security::SecurityArgs;
 use crate::http::keys::OFFSET_HEADER;
 
 /// Escaped in path segments: everything but unreserved characters, so that a `/` in a key
@@ -57,17 +58,22 @@ pub struct KvClient {
 
 impl KvClient {
     /// A client for the server at `base` (e.g. `http://127.0.0.1:8080`), waiting at most
-    /// `timeout` for each answer.
-    pub fn new(base: &str, timeout: Duration) -> Result<KvClient, ClientError> {
+    /// `timeout` for each answer, trusting the CA and sending the token of `security`.
+    pub fn new(
+        base: &str,
+        timeout: Duration,
+        security: &SecurityArgs,
+    ) -> Result<KvClient, ClientError> {
         let parsed = reqwest::Url::parse(base)
             .map_err(|e| ClientError::Usage(format!("invalid --url {base:?}: {e}")))?;
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err(ClientError::Usage(format!(
-                "invalid --url {base:?}: not an http:// URL"
+                "invalid --url {base:?}: not an http:// or https:// URL"
             )));
         }
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
+        let http = security
+            .apply(reqwest::Client::builder().timeout(timeout))
+            .map_err(ClientError::Usage)?
             .build()
             .map_err(|e| ClientError::Usage(format!("building the HTTP client: {e}")))?;
         Ok(KvClient {
@@ -245,6 +251,9 @@ fn api_error(status: u16, body: &[u8]) -> ClientError {
 fn unreachable(url: &str, error: &reqwest::Error) -> ClientError {
     let mut innermost: &dyn std::error::Error = error;
     while let Some(cause) = innermost.source() {
+        if let Some(tls) = tls_error(cause) {
+            return tls_failure(url, tls);
+        }
         innermost = cause;
     }
     let reason = if error.is_timeout() {
@@ -257,6 +266,32 @@ fn unreachable(url: &str, error: &reqwest::Error) -> ClientError {
     ClientError::Unreachable {
         url: url.to_owned(),
         reason,
+    }
+}
+
+/// The rustls error `error` is or wraps: rustls's errors reach reqwest inside `io::Error`s
+/// (one in another), whose `source()` skips what they wrap.
+fn tls_error<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut error = error;
+    loop {
+        if let Some(tls) = error.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        error = error.downcast_ref::<std::io::Error>()?.get_ref()?;
+    }
+}
+
+/// A failed handshake, with a hint when the certificate is the problem.
+fn tls_failure(url: &str, error: &rustls::Error) -> ClientError {
+    let hint = match error {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer) => {
+            "; to trust a private CA, pass its certificate with --ca-file (or KVSTORE_CA_FILE)"
+        }
+        _ => "",
+    };
+    ClientError::Tls {
+        url: url.to_owned(),
+        reason: format!("{error}{hint}"),
     }
 }
 

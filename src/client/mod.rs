@@ -10,6 +10,7 @@
 //! - [`http`]: requests to the server and the errors its answers become.
 //! - [`input`]: values and batches from arguments, files and stdin.
 //! - [`output`]: writing to stdout, and values as text fields.
+//! - [`security`]: the CA to trust for https:// and the bearer token, also used by `bench`.
 //! - [`error`]: what can go wrong, and the exit status for each.
 
 pub mod args;
@@ -18,6 +19,7 @@ pub mod error;
 pub mod http;
 pub mod input;
 pub mod output;
+pub mod security;
 
 use std::process::ExitCode;
 

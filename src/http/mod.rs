@@ -11,6 +11,7 @@
 //! - [`server`]: the connection loop (header deadline, graceful stop).
 //! - [`auth`]: the bearer-token check in front of protected routes.
 //! - [`concurrency`]: the in-flight request limit (503 past it).
+//! - [`tls`]: HTTPS: the certificate and key files, reloaded on SIGHUP or when they change.
 //! - [`freshness`]: headers telling readers how stale the replica may be.
 
 pub mod auth;
@@ -23,6 +24,7 @@ pub mod health;
 pub mod keys;
 pub mod range;
 pub mod server;
+pub mod tls;
 pub mod topics;
 
 use std::any::Any;

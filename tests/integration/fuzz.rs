@@ -50,8 +50,11 @@ async fn schemathesis_finds_no_server_errors_or_nonconforming_responses() {
                 .arg("all")
                 .arg("--max-examples")
                 .arg(examples)
+                // One worker: with two threads, hypothesis (under CPython 3.11) now and then
+                // fails describing a strategy ("AST constructor recursion depth mismatch"),
+                // an error of the tool, not a finding.
                 .arg("--workers")
-                .arg("2")
+                .arg("1")
                 .current_dir(std::env::temp_dir())
                 .output()
                 .expect("schemathesis runs")

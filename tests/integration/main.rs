@@ -15,4 +15,5 @@ mod range;
 mod replication;
 mod sdk;
 mod security;
+mod tls;
 mod topics;

@@ -41,6 +41,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- end }}
 
+{{/* Where the Secret of tls (kvstore's own HTTPS certificate) is mounted. */}}
+{{- define "kvstore.httpsDir" -}}/etc/kvstore/tls{{- end }}
+
 {{/* A TOML key: bare when it can be, else a quoted string. */}}
 {{- define "kvstore.tomlKey" -}}
 {{- if regexMatch "^[A-Za-z0-9_-]+$" . }}{{ . }}{{ else }}{{ toJson . }}{{ end }}

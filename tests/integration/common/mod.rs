@@ -239,6 +239,9 @@ pub struct ServerOptions {
     pub listen: Option<String>,
     /// A bearer token the harness's HTTP client sends with every request.
     pub token: Option<String>,
+    /// The CA that signed the server's certificate, when it serves HTTPS: the base URL is
+    /// then `https://` and the client trusts this CA alone.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl ServerOptions {
@@ -247,6 +250,29 @@ impl ServerOptions {
         self.env.push((key.to_owned(), value.to_owned()));
         self
     }
+
+    /// Serves HTTPS with `cert_file` and `key_file`, which `ca_file` signed.
+    pub fn https(self, cert_file: &Path, key_file: &Path, ca_file: &Path) -> Self {
+        let mut options = self
+            .env("KVSTORE_HTTP__TLS__CERT_FILE", &cert_file.to_string_lossy())
+            .env("KVSTORE_HTTP__TLS__KEY_FILE", &key_file.to_string_lossy());
+        options.ca_file = Some(ca_file.to_path_buf());
+        options
+    }
+}
+
+/// An HTTP client trusting only the CA in `ca_file` for https:// URLs.
+pub fn client_trusting(ca_file: &Path) -> reqwest::Client {
+    let builder = reqwest::Client::builder().timeout(Duration::from_secs(60));
+    trusting(builder, ca_file).build().expect("client")
+}
+
+/// `builder`, trusting the CA in `ca_file` and no other.
+fn trusting(builder: reqwest::ClientBuilder, ca_file: &Path) -> reqwest::ClientBuilder {
+    let pem = std::fs::read(ca_file).expect("CA file");
+    builder
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("CA certificate"))
 }
 
 impl Server {
@@ -317,15 +343,21 @@ impl Server {
             let value = format!("Bearer {token}").parse().expect("header value");
             headers.insert(reqwest::header::AUTHORIZATION, value);
         }
+        let mut client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .default_headers(headers);
+        let base = match &options.ca_file {
+            Some(ca_file) => {
+                client = trusting(client, ca_file);
+                format!("https://{address}")
+            }
+            None => format!("http://{address}"),
+        };
         Server {
             child: Mutex::new(Some(child)),
-            base: format!("http://{address}"),
+            base,
             log,
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(60))
-                .default_headers(headers)
-                .build()
-                .expect("client"),
+            client: client.build().expect("client"),
         }
     }
 
@@ -538,6 +570,11 @@ impl Server {
     /// Sends SIGTERM; returns whether the signal was delivered.
     pub fn signal_terminate(&self) -> bool {
         self.signal("TERM")
+    }
+
+    /// Sends SIGHUP; returns whether the signal was delivered.
+    pub fn signal_hangup(&self) -> bool {
+        self.signal("HUP")
     }
 
     /// Sends the signal `name` (`TERM`, `HUP`, ...); returns whether it was delivered.
