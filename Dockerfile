@@ -29,6 +29,8 @@ RUN apt-get update \
 COPY --from=builder /out/kvstore /usr/local/bin/kvstore
 # Numeric, so that Kubernetes' runAsNonRoot can verify it without reading /etc/passwd.
 USER 10001:10001
+# Not a loopback address, so kvstore requires bearer tokens (KVSTORE_AUTH__TOKENS) unless
+# KVSTORE_AUTH__ENABLED=false.
 ENV KVSTORE_LISTEN=0.0.0.0:8080
 EXPOSE 8080
 # No HEALTHCHECK: liveness (/healthz) and readiness (/readyz) are the orchestrator's to probe.

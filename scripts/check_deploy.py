@@ -3,8 +3,10 @@
 the tools). Each check prints `ok`, `FAIL` (with the reasons) or `skip`; any FAIL makes the
 exit status 1. Rendered Helm manifests are left in target/check-deploy/ for inspection.
 
-One check runs things for real: a Tansu broker, target/debug/kvstore and a Prometheus
-scraping it, on free loopback ports, all stopped when the check ends.
+One check runs things for real: a Tansu broker, target/debug/kvstore (with the compose
+replicas' auth settings) and a Prometheus scraping it with the compose job's token, on free
+loopback ports, all stopped when the check ends. Each rendered Helm configuration is also
+started, briefly, with throwaway files standing in for the Secrets it mounts.
 """
 
 from __future__ import annotations
@@ -160,6 +162,79 @@ def harness_settings() -> dict[str, str]:
     return settings
 
 
+def compose_default(value) -> str | None:
+    """A compose value as `docker compose` sets it when no variable it names is in the
+    environment: `${VAR:-default}` and `${VAR-default}` give the default. None when a
+    variable has no default."""
+    missing = False
+
+    def default(match: re.Match) -> str:
+        nonlocal missing
+        missing = missing or match.group(2) is None
+        return match.group(2) or ""
+
+    text = re.sub(r"\$\{(\w+)(?::?-([^}]*))?\}", default, str(value))
+    return None if missing else text
+
+
+# One entry of KVSTORE_AUTH__TOKENS as docker-compose.yml writes it (kvstore reads more forms).
+TOKEN_ENTRY = re.compile(r'\{name="([^"]+)", secret=\{(env|file)="([^"]+)"\}, scopes=\[([^\]]*)\]\}')
+
+
+def compose_tokens(service: dict) -> list[dict]:
+    """The tokens a kvstore service lists: name, where the secret is (env or file), scopes."""
+    tokens = str(service.get("environment", {}).get("KVSTORE_AUTH__TOKENS", ""))
+    return [
+        {"name": name, "kind": kind, "ref": ref, "scopes": re.findall(r'"([^"]+)"', scopes)}
+        for name, kind, ref, scopes in TOKEN_ENTRY.findall(tokens)
+    ]
+
+
+def compose_auth(service: dict) -> str | None:
+    """`true` or `false` as the service sets KVSTORE_AUTH__ENABLED; None if it does not."""
+    value = str(service.get("environment", {}).get("KVSTORE_AUTH__ENABLED", "")).lower()
+    return value if value in ("true", "false") else None
+
+
+def metrics_need_token(service: dict) -> bool:
+    env = service.get("environment", {})
+    return compose_auth(service) != "false" and str(env.get("KVSTORE_AUTH__OPEN_METRICS", "")).lower() != "true"
+
+
+def mount_targets(service: dict) -> set[str]:
+    """Paths a compose service gets files at: volumes, configs and secrets."""
+    targets = {str(volume).split(":")[1] for volume in service.get("volumes", []) if ":" in str(volume)}
+    for kind in ("configs", "secrets"):
+        for entry in service.get(kind, []):
+            targets.add(entry["target"] if isinstance(entry, dict) and "target" in entry else f"/{entry}")
+    return targets
+
+
+def check_compose_auth(name: str, service: dict) -> tuple[list[str], str]:
+    """Problems with a kvstore service's auth, and a note: the replicas listen on 0.0.0.0,
+    where kvstore refuses to start without tokens unless auth is explicitly off."""
+    env = service.get("environment", {})
+    auth = compose_auth(service)
+    if auth is None:
+        return [f"{name}: KVSTORE_AUTH__ENABLED must say true or false; on 0.0.0.0 kvstore needs tokens"], ""
+    if auth == "false":
+        return [], "auth explicitly off"
+    tokens = compose_tokens(service)
+    problems = [] if tokens else [f"{name}: auth is on but KVSTORE_AUTH__TOKENS lists no token"]
+    for token in tokens:
+        where = f"{name}: token {token['name']}"
+        if token["kind"] == "file":
+            if token["ref"] not in mount_targets(service):
+                problems.append(f"{where} is read from {token['ref']}, which nothing mounts")
+            continue
+        value = compose_default(env[token["ref"]]) if token["ref"] in env else None
+        if value is None:
+            problems.append(f"{where} is read from {token['ref']}, which the service does not set with a default")
+        elif len(value) < 16:
+            problems.append(f"{where}: the default of {token['ref']} is shorter than 16 characters")
+    return problems, f"auth on, tokens {', '.join(t['name'] for t in tokens)}"
+
+
 def check_compose_wiring() -> str:
     compose = load_compose()
     services = compose["services"]
@@ -178,7 +253,11 @@ def check_compose_wiring() -> str:
     listeners = env.get("KAFKA_ADVERTISED_LISTENERS", "")
     tests = harness_settings()
     published = set()
+    auth_notes = set()
     for name, svc in replicas.items():
+        auth_problems, auth_note = check_compose_auth(name, svc)
+        problems += auth_problems
+        auth_notes.add(auth_note)
         depends = svc.get("depends_on", {})
         if not isinstance(depends, dict) or depends.get("kafka", {}).get("condition") != "service_healthy":
             problems.append(f"{name}: must depend on kafka with condition service_healthy")
@@ -200,30 +279,66 @@ def check_compose_wiring() -> str:
             if source.startswith(".") and not (ROOT / source).exists():
                 problems.append(f"{name}: mounts {source}, which does not exist")
     fail_if(problems)
-    return f"replicas {', '.join(sorted(replicas))} match the tests' {', '.join(sorted(tests))}"
+    return (f"replicas {', '.join(sorted(replicas))} match the tests' {', '.join(sorted(tests))}; "
+            f"{'; '.join(sorted(auth_notes))}")
 
 
 # ---------------------------------------------------------------------------------------
 # Prometheus
 
 
+def compose_prometheus_token(compose: dict, job: dict) -> str | None:
+    """The token Prometheus sends to the kvstore replicas (as docker compose sets it with no
+    variable in the environment), checked against docker-compose.yml: the job's
+    credentials_file is a compose config mounted into the prometheus service, holding the same
+    value as a replica's token with the metrics scope. None when /metrics is open."""
+    replicas = kvstore_services(compose)
+    if not any(metrics_need_token(svc) for svc in replicas.values()):
+        return None
+    credentials_file = job.get("authorization", {}).get("credentials_file")
+    if not credentials_file:
+        raise Failed("job kvstore has no authorization.credentials_file, but the replicas' /metrics needs a token")
+    mounted = {entry["target"]: entry["source"] for entry in compose["services"]["prometheus"].get("configs", [])
+               if isinstance(entry, dict) and "target" in entry}
+    if credentials_file not in mounted:
+        raise Failed(f"job kvstore reads its token from {credentials_file}, which the prometheus service does not mount")
+    content = compose.get("configs", {}).get(mounted[credentials_file], {}).get("content")
+    metrics_tokens = {
+        svc["environment"][token["ref"]]
+        for svc in replicas.values()
+        for token in compose_tokens(svc)
+        if "metrics" in token["scopes"] and token["kind"] == "env" and token["ref"] in svc["environment"]
+    }
+    if content is None or content not in metrics_tokens:
+        raise Failed(f"config {mounted[credentials_file]} (Prometheus's {credentials_file}) is not the value of "
+                     "a replica's token with the metrics scope")
+    return compose_default(content)
+
+
 def check_prometheus_config(promtool: str) -> str:
-    result = run([promtool, "check", "config", str(PROMETHEUS_CONFIG)])
+    compose = load_compose()
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    (job,) = [job for job in config["scrape_configs"] if job["job_name"] == "kvstore"]
+    token = compose_prometheus_token(compose, job)
+    with tempfile.TemporaryDirectory() as tmp:
+        # promtool reads the credentials file, which exists only inside the container: check a
+        # copy that names a file holding the token compose would mount.
+        checked = PROMETHEUS_CONFIG
+        if token is not None:
+            token_file = Path(tmp) / "kvstore-token"
+            token_file.write_text(token)
+            checked = Path(tmp) / "prometheus.yml"
+            job["authorization"]["credentials_file"] = str(token_file)
+            checked.write_text(yaml.safe_dump(config))
+        result = run([promtool, "check", "config", str(checked)])
     if result.returncode != 0:
         raise Failed((result.stdout + result.stderr).strip())
-    compose = load_compose()
     expected = {f"{name}:8080" for name in kvstore_services(compose)}
-    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
-    targets = {
-        target
-        for job in config["scrape_configs"]
-        if job["job_name"] == "kvstore"
-        for static in job.get("static_configs", [])
-        for target in static["targets"]
-    }
+    targets = {target for static in job.get("static_configs", []) for target in static["targets"]}
     if targets != expected:
         raise Failed(f"job kvstore scrapes {sorted(targets)}; the compose replicas are {sorted(expected)}")
-    return f"promtool check config; scrapes {', '.join(sorted(targets))}"
+    how = "with the replicas' metrics token" if token is not None else "without a token (/metrics open)"
+    return f"promtool check config; scrapes {', '.join(sorted(targets))} {how}"
 
 
 # ---------------------------------------------------------------------------------------
@@ -232,10 +347,11 @@ def check_prometheus_config(promtool: str) -> str:
 LIVE_TOPIC = "check-deploy"
 
 
-def http(method: str, url: str, body: bytes | None = None, headers: dict | None = None) -> tuple[int, bytes]:
+def http(method: str, url: str, body: bytes | None = None, headers: dict | None = None,
+         context: ssl.SSLContext | None = None) -> tuple[int, bytes]:
     request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=10, context=context) as response:
             return response.status, response.read()
     except urllib.error.HTTPError as error:
         return error.code, error.read()
@@ -289,12 +405,38 @@ class Processes:
         raise Failed(f"no {what} within {timeout:.0f}s" + (f" (last error: {last_error})" if last_error else ""))
 
 
+def compose_auth_env(compose: dict) -> tuple[dict[str, str], dict[str, str]]:
+    """The auth settings of the compose replicas, as docker compose sets them with no
+    variable in the environment, and each token's value by scope."""
+    replica = next(iter(kvstore_services(compose).values()))
+    env = {key: compose_default(value) or "" for key, value in replica.get("environment", {}).items()}
+    settings = {key: value for key, value in env.items() if key.startswith("KVSTORE_AUTH__")}
+    by_scope: dict[str, str] = {}
+    for token in compose_tokens(replica):
+        if token["kind"] == "env":
+            settings[token["ref"]] = env[token["ref"]]
+            for scope in token["scopes"]:
+                by_scope.setdefault(scope, env[token["ref"]])
+    return settings, by_scope
+
+
 def check_prometheus_live(prometheus: str, promtool: str, tansu: str, binary: Path | None) -> str:
-    """kvstore against a Tansu broker, with a topic written; promtool lints its /metrics, and
-    a real Prometheus scrapes it until its HTTP API returns the topic's consumer lag."""
+    """kvstore against a Tansu broker, with the compose replicas' auth settings and a topic
+    written; promtool lints its /metrics, and a real Prometheus, with the kvstore job's
+    authorization from deploy/prometheus/prometheus.yml, scrapes it until its HTTP API returns
+    the topic's consumer lag."""
     if binary is None:
         raise Skipped("no target/debug/kvstore (make build, or scripts/check-deploy.sh builds it)")
     version = run([prometheus, "--version"]).stdout.split("\n")[0]
+    compose = load_compose()
+    auth_env, tokens = compose_auth_env(compose)
+    (job,) = [job for job in yaml.safe_load(PROMETHEUS_CONFIG.read_text())["scrape_configs"]
+              if job["job_name"] == "kvstore"]
+    prometheus_token = compose_prometheus_token(compose, job)
+
+    def bearer(scope: str) -> dict[str, str]:
+        return {"authorization": f"Bearer {tokens[scope]}"} if scope in tokens else {}
+
     with tempfile.TemporaryDirectory() as tmp, Processes(Path(tmp)) as processes:
         broker_port, http_port, prometheus_port = free_port(), free_port(), free_port()
         broker = f"tcp://127.0.0.1:{broker_port}"
@@ -302,24 +444,33 @@ def check_prometheus_live(prometheus: str, promtool: str, tansu: str, binary: Pa
         processes.start("tansu", [tansu, "broker", "--listener-url", broker, "--advertised-listener-url", broker,
                                   "--storage-engine", "memory://tansu/"], env={**env, "RUST_LOG": "warn"})
         processes.start("kvstore", [str(binary), "serve", "--listen", f"127.0.0.1:{http_port}",
-                                    "--brokers", f"127.0.0.1:{broker_port}"], env=env)
+                                    "--brokers", f"127.0.0.1:{broker_port}"], env={**env, **auth_env})
         base = f"http://127.0.0.1:{http_port}"
         processes.wait_for("ready kvstore", lambda: http("GET", f"{base}/readyz")[0] == 200, 30)
         for i in range(3):
-            status, body = http("PUT", f"{base}/v1/{LIVE_TOPIC}/keys/key-{i}", b"value", {"content-type": "text/plain"})
+            status, body = http("PUT", f"{base}/v1/{LIVE_TOPIC}/keys/key-{i}", b"value",
+                                {"content-type": "text/plain", **bearer("write:*")})
             if status != 200:
                 raise Failed(f"PUT answered {status}: {body!r}")
 
-        status, metrics = http("GET", f"{base}/metrics")
+        if prometheus_token is not None and (status := http("GET", f"{base}/metrics")[0]) != 401:
+            raise Failed(f"/metrics without a token answered {status}, not 401, with the compose auth settings")
+        status, metrics = http("GET", f"{base}/metrics", headers=bearer("metrics"))
         lint = subprocess.run([promtool, "check", "metrics"], input=metrics, capture_output=True)
         if status != 200 or lint.returncode != 0:
             raise Failed(f"promtool check metrics on /metrics ({status}):\n"
                          + (lint.stdout + lint.stderr).decode(errors="replace").strip())
 
+        # The compose job, scraping this kvstore every second with the token compose mounts.
+        job = {**job, "scrape_interval": "1s", "static_configs": [{"targets": [f"127.0.0.1:{http_port}"]}]}
+        if prometheus_token is not None:
+            token_file = Path(tmp) / "kvstore-token"
+            token_file.write_text(prometheus_token)
+            job["authorization"] = {**job["authorization"], "credentials_file": str(token_file)}
         config = Path(tmp) / "prometheus.yml"
         config.write_text(yaml.safe_dump({
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-            "scrape_configs": [{"job_name": "kvstore", "static_configs": [{"targets": [f"127.0.0.1:{http_port}"]}]}],
+            "scrape_configs": [job],
         }))
         processes.start("prometheus", [prometheus, f"--config.file={config}", f"--storage.tsdb.path={tmp}/data",
                                        f"--web.listen-address=127.0.0.1:{prometheus_port}"], env=env)
@@ -336,7 +487,9 @@ def check_prometheus_live(prometheus: str, promtool: str, tansu: str, binary: Pa
         expected = {"job": "kvstore", "instance": f"127.0.0.1:{http_port}", "topic": LIVE_TOPIC}
         if any(labels.get(k) != v for k, v in expected.items()) or value != "0":
             raise Failed(f"{query} is {labels} = {value}; expected {expected} = 0")
-    return f"{version.strip()} scraped {binary.relative_to(ROOT)}: {query} = {value}; promtool check metrics: clean"
+    how = "with the compose token" if prometheus_token is not None else "without a token"
+    return (f"{version.strip()} scraped {binary.relative_to(ROOT)} {how}: {query} = {value}; "
+            "promtool check metrics: clean")
 
 
 # ---------------------------------------------------------------------------------------
@@ -455,10 +608,21 @@ def chart_kube_versions() -> list[str]:
 
 
 def value_sets() -> list[tuple[str, dict | None]]:
-    sets: list[tuple[str, dict | None]] = [("defaults", None)]
-    for path in sorted((CHART / "ci").glob("*.yaml")):
-        sets.append((path.stem, yaml.safe_load(path.read_text())))
-    return sets
+    """The values files of ci/. The bare defaults do not render (see check_defaults_refused)."""
+    return [(path.stem, yaml.safe_load(path.read_text())) for path in sorted((CHART / "ci").glob("*.yaml"))]
+
+
+def check_defaults_refused() -> str:
+    """Auth is on by default and a pod listens on 0.0.0.0, so kvstore would refuse to start
+    without a token: the chart must refuse to render, saying what to set."""
+    try:
+        render("defaults", None)
+    except helm.HelmRenderError as error:
+        message = str(error)
+        if "auth.tokens" not in message or "auth.enabled=false" not in message:
+            raise Failed(f"refused, but without naming auth.tokens and auth.enabled=false: {message}")
+        return "refused without a token: " + message.split(": ", 1)[-1].split(",")[0]
+    raise Failed("rendered although auth is on without a token (kvstore would refuse to start)")
 
 
 def check_chart_version() -> str:
@@ -573,7 +737,25 @@ def check_references(documents: list[dict]) -> list[str]:
             problems.append(f"{probe} probes an unknown port")
         if (container[probe]["httpGet"].get("scheme", "HTTP") == "HTTPS") != https:
             problems.append(f"{probe} uses {'HTTP' if https else 'HTTPS'} but kvstore serves the other")
+    if env.get("KVSTORE_AUTH__ENABLED") not in ("true", "false"):
+        problems.append("KVSTORE_AUTH__ENABLED is not set to true or false (a pod's default is on)")
+    metrics_need_token = env.get("KVSTORE_AUTH__ENABLED") != "false" and env.get("KVSTORE_AUTH__OPEN_METRICS") != "true"
+    for monitor in by_kind.get("ServiceMonitor", []):
+        for endpoint in monitor["spec"]["endpoints"]:
+            credentials = endpoint.get("authorization", {}).get("credentials", {})
+            if metrics_need_token and not (credentials.get("name") and credentials.get("key")):
+                problems.append("the ServiceMonitor sends no token, but /metrics needs one")
+            if (endpoint.get("scheme", "http") == "https") != https:
+                problems.append(f"the ServiceMonitor scrapes with {endpoint.get('scheme', 'http')}, "
+                                f"but kvstore serves {'HTTPS' if https else 'HTTP'}")
+            if "tlsConfig" in endpoint and not https:
+                problems.append("the ServiceMonitor has a tlsConfig, but kvstore serves plain HTTP")
     annotations = pod["metadata"].get("annotations", {})
+    if metrics_need_token and annotations.get("prometheus.io/scrape") == "true":
+        problems.append("the pods invite annotation-based scraping (which sends no token), but /metrics needs one")
+    scheme = annotations.get("prometheus.io/scheme", "http")
+    if annotations.get("prometheus.io/scrape") == "true" and (scheme == "https") != https:
+        problems.append(f"prometheus.io/scheme says {scheme}, but kvstore serves {'HTTPS' if https else 'HTTP'}")
     if "prometheus.io/port" in annotations:
         ports = {str(port["containerPort"]) for port in container["ports"]}
         if annotations["prometheus.io/port"] not in ports:
@@ -612,75 +794,173 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def with_tls_files(config: str, env: dict[str, str], tmp: Path) -> str:
-    """The Secrets a pod mounts do not exist here: point the TLS file settings at a throwaway
-    certificate and key made with openssl (the key encrypted with the password the pod would
-    get), so that librdkafka, which loads them at startup, finds real files."""
-    locations = re.findall(r'"(ssl\.(?:ca|certificate|key)\.location)" = "([^"]+)"', config)
-    if not locations:
-        return config
-    key, cert = tmp / "tls.key", tmp / "tls.crt"
-    command = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-days", "1",
-               "-subj", "/CN=kvstore-check", "-keyout", str(key), "-out", str(cert)]
-    password = env.get("KAFKA_SSL_KEY_PASSWORD")
-    command += ["-passout", f"pass:{password}"] if password else ["-noenc"]
-    subprocess.run(command, check=True, capture_output=True)
-    for setting, path in locations:
-        target = key if setting == "ssl.key.location" else cert
-        config = config.replace(f'"{setting}" = "{path}"', f'"{setting}" = "{target}"')
-    return config
+def secret_mounts(pod: dict, container: dict) -> dict[str, set[str] | None]:
+    """mountPath -> the file names a Secret volume mounted there holds (None: the whole
+    Secret, so any name), for the container's mounts of `secret` and `projected` volumes."""
+    volumes = {volume["name"]: volume for volume in pod["spec"].get("volumes", [])}
+    mounts: dict[str, set[str] | None] = {}
+    for mount in container.get("volumeMounts", []):
+        volume = volumes.get(mount["name"], {})
+        if "secret" in volume:
+            sources = [volume["secret"]]
+        elif "projected" in volume:
+            sources = [source["secret"] for source in volume["projected"]["sources"] if "secret" in source]
+        else:
+            continue
+        names: set[str] | None = set()
+        for source in sources:
+            if "items" not in source:
+                names = None
+                break
+            names |= {item["path"] for item in source["items"]}
+        mounts[mount["mountPath"].rstrip("/")] = names
+    return mounts
 
 
-def with_https_files(env: dict[str, str], tmp: Path) -> tuple[dict[str, str], bool]:
-    """Likewise for kvstore's own HTTPS certificate and key (from the Secret of the chart's
-    `tls`): a throwaway pair in their place. Also says whether kvstore will serve HTTPS."""
-    if not any(env.get(name) for name in HTTPS_FILES):
-        return env, False
-    key, cert = tmp / "https.key", tmp / "https.crt"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-                    "-days", "1", "-subj", "/CN=localhost", "-noenc", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
-    return {**env, HTTPS_FILES[0]: str(cert), HTTPS_FILES[1]: str(key)}, True
+def secret_files(config: str, env: dict[str, str]) -> dict[str, str]:
+    """Files kvstore is told to read, by what they hold (`cert` or `key` for Kafka's TLS,
+    `https-cert` or `https-key` for its own HTTPS listener, else `secret`): the
+    `KVSTORE_*_FILE` variables and every `file = "..."` secret reference."""
+    kinds = {"KVSTORE_KAFKA__TLS__CA_FILE": "cert", "KVSTORE_KAFKA__TLS__CERT_FILE": "cert",
+             "KVSTORE_KAFKA__TLS__KEY_FILE": "key", HTTPS_FILES[0]: "https-cert", HTTPS_FILES[1]: "https-key"}
+    files = {value: kinds.get(name, "secret") for name, value in env.items()
+             if name.startswith("KVSTORE_") and name.endswith("_FILE")}
+    for text in [config, *env.values()]:
+        for path in re.findall(r'\bfile\s*=\s*"([^"]+)"', text):
+            files.setdefault(path, "secret")
+    return files
 
 
-def start_kvstore(binary: Path, config: str, env: dict[str, str]) -> tuple[bool, str]:
-    """Starts kvstore with `config` and `env` against an unreachable broker; True once it
-    answers /healthz (over HTTPS when `env` says so), False (and its output) if it exits
-    first."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "kvstore.toml"
-        path.write_text(with_tls_files(config, env, Path(tmp)))
-        env, https = with_https_files(env, Path(tmp))
-        # The throwaway certificate is trusted by no one: only the answer matters here.
-        context = ssl._create_unverified_context() if https else None
-        scheme = "https" if https else "http"
-        clean = {k: v for k, v in os.environ.items() if not k.startswith("KVSTORE_") and k != "RUST_LOG"}
-        port = free_port()
-        process = subprocess.Popen(
-            # --listen and --brokers override the file: a free loopback port, and a broker
-            # address that refuses at once (kvstore serves /healthz without a broker).
-            [str(binary), "serve", "--config", str(path), "--listen", f"127.0.0.1:{port}",
-             "--brokers", "127.0.0.1:9"],
-            cwd=tmp, env={**clean, **env, "RUST_BACKTRACE": "0"},
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )
-        try:
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:
-                if process.poll() is not None:
-                    return False, process.communicate()[0]
-                try:
-                    with urllib.request.urlopen(f"{scheme}://127.0.0.1:{port}/healthz", timeout=1,
-                                                context=context):
-                        return True, scheme.upper()
-                except (urllib.error.URLError, ConnectionError, TimeoutError, ssl.SSLError):
-                    time.sleep(0.2)
-            return False, "did not answer /healthz within 20s"
-        finally:
-            # Only the configuration is under test here, not shutdown: no need to wait for it.
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+def stage_secrets(config: str, env: dict[str, str], mounts: dict[str, set[str] | None],
+                  tmp: Path) -> tuple[str, dict[str, str], dict[str, str]]:
+    """The Secrets a pod mounts do not exist here. Every file kvstore is told to read must lie
+    in a mounted Secret that holds it; each is then made under `tmp` (the paths in `config`
+    and `env` rewritten to match): a throwaway certificate and key made with openssl for
+    Kafka's TLS (the key encrypted with the password the pod would get) and another pair, for
+    127.0.0.1, for kvstore's HTTPS listener, else a placeholder secret. Returns the new config
+    and env, and the placeholder secrets by their pod path."""
+    problems = []
+    staged: dict[str, Path] = {}
+    for path, kind in secret_files(config, env).items():
+        directory, _, name = path.rpartition("/")
+        if directory not in mounts:
+            problems.append(f"{path} is named as a {kind} file, but no Secret is mounted at {directory}")
+        elif mounts[directory] is not None and name not in mounts[directory]:
+            problems.append(f"{path}: the Secret mounted at {directory} holds only {sorted(mounts[directory])}")
+        else:
+            staged[path] = tmp / "secrets" / f"{len(staged)}-{name}"
+    fail_if(problems)
+    (tmp / "secrets").mkdir(exist_ok=True)
+    kinds = secret_files(config, env)
+    secrets = {}
+    for path, target in staged.items():
+        if kinds[path] == "secret":
+            # Distinct, and long enough for a bearer token.
+            secrets[path] = f"check-deploy-placeholder-{target.name}"
+            target.write_text(secrets[path] + "\n")
+    key_password = secrets.get(env.get("KVSTORE_KAFKA__TLS__KEY_PASSWORD__FILE", ""))
+    if any(kinds[path] in ("cert", "key") for path in staged):
+        key, cert = tmp / "tls.key", tmp / "tls.crt"
+        command = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-days", "1",
+                   "-subj", "/CN=kvstore-check", "-keyout", str(key), "-out", str(cert)]
+        command += ["-passout", f"pass:{key_password}"] if key_password else ["-noenc"]
+        subprocess.run(command, check=True, capture_output=True)
+        for path in staged:
+            if kinds[path] in ("cert", "key"):
+                shutil.copy(key if kinds[path] == "key" else cert, staged[path])
+    if any(kinds[path] in ("https-cert", "https-key") for path in staged):
+        # For the address the check connects to, so that the client can verify it.
+        key, cert = tmp / "https.key", tmp / "https.crt"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                        "-days", "1", "-subj", "/CN=localhost", "-noenc", "-keyout", str(key), "-out", str(cert),
+                        "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                        "-addext", "basicConstraints=critical,CA:FALSE"],
+                       check=True, capture_output=True)
+        for path in staged:
+            if kinds[path] in ("https-cert", "https-key"):
+                shutil.copy(key if kinds[path] == "https-key" else cert, staged[path])
+
+    def rewrite(text: str) -> str:
+        # Longest first, so that no path is rewritten inside a longer one.
+        for path in sorted(staged, key=len, reverse=True):
+            text = text.replace(path, str(staged[path]))
+        return text
+
+    return rewrite(config), {name: rewrite(value) for name, value in env.items()}, secrets
+
+
+def https_context(env: dict[str, str]) -> ssl.SSLContext | None:
+    """A client context trusting the certificate kvstore is given (http.tls.cert_file), when
+    `env` gives it one; None for plain HTTP."""
+    cert = env.get(HTTPS_FILES[0])
+    return ssl.create_default_context(cafile=cert) if cert else None
+
+
+def start_kvstore(binary: Path, config: Path, env: dict[str, str], probe=None) -> tuple[bool, str]:
+    """Starts kvstore with `config` and `env` against an unreachable broker; once it answers
+    /healthz (over HTTPS, verifying its certificate, when `env` gives it one), calls
+    `probe(base_url, context)` (if given) while it runs. True and the probe's note if it
+    started, False and its output if it exits first."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("KVSTORE_") and k != "RUST_LOG"}
+    context = https_context(env)
+    port = free_port()
+    process = subprocess.Popen(
+        # --listen and --brokers override the file: a free loopback port, and a broker
+        # address that refuses at once (kvstore serves /healthz without a broker).
+        [str(binary), "serve", "--config", str(config), "--listen", f"127.0.0.1:{port}",
+         "--brokers", "127.0.0.1:9"],
+        cwd=config.parent, env={**clean, **env, "RUST_BACKTRACE": "0"},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    base = f"{'https' if context else 'http'}://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                return False, process.communicate()[0]
+            try:
+                with urllib.request.urlopen(f"{base}/healthz", timeout=1, context=context):
+                    return True, probe(base, context) if probe else ""
+            except (urllib.error.URLError, ConnectionError, TimeoutError, ssl.SSLError):
+                time.sleep(0.2)
+        return False, "did not answer /healthz within 20s"
+    finally:
+        # Only the configuration is under test here, not shutdown: no need to wait for it.
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def auth_probe(env: dict[str, str]):
+    """What the pod's clients would meet, checked on a running kvstore: with auth on, a request
+    without a token gets 401 and each configured token is recognised (200, or 403 for one
+    without the scope), and /metrics answers 401 without a token unless it is open."""
+
+    def probe(base: str, context: ssl.SSLContext | None) -> str:
+        def status(path: str, token: str | None = None) -> int:
+            headers = {"authorization": f"Bearer {token}"} if token else {}
+            return http("GET", f"{base}{path}", headers=headers, context=context)[0]
+
+        if env.get("KVSTORE_AUTH__ENABLED") != "true":
+            if status("/v1/topics") != 200 or status("/metrics") != 200:
+                raise Failed("auth is off, yet /v1/topics or /metrics wants a token")
+            return "auth off"
+        problems = []
+        if (answer := status("/v1/topics")) != 401:
+            problems.append(f"/v1/topics without a token answered {answer}, not 401")
+        metrics_open = env.get("KVSTORE_AUTH__OPEN_METRICS") == "true"
+        if (answer := status("/metrics")) != (200 if metrics_open else 401):
+            problems.append(f"/metrics without a token answered {answer} (open_metrics {metrics_open})")
+        tokens = re.findall(r'name="([^"]+)", secret=\{file="([^"]+)"\}', env.get("KVSTORE_AUTH__TOKENS", ""))
+        if not tokens:
+            problems.append("auth is on but KVSTORE_AUTH__TOKENS names no token file")
+        for token, path in tokens:
+            if (answer := status("/v1/topics", Path(path).read_text().strip())) not in (200, 403):
+                problems.append(f"token {token} was not recognised: /v1/topics answered {answer}")
+        fail_if(problems)
+        return f"auth on, {len(tokens)} token{'s' if len(tokens) > 1 else ''} accepted"
+
+    return probe
 
 
 def check_config_starts_kvstore(name: str, values: dict | None, binary: Path | None) -> str:
@@ -692,10 +972,20 @@ def check_config_starts_kvstore(name: str, values: dict | None, binary: Path | N
         raise Skipped("the configuration comes from an existing Secret")
     config = configmaps[0]["data"]["kvstore.toml"]
     (deployment,) = [doc for doc in documents if doc["kind"] == "Deployment"]
-    env = container_env(deployment["spec"]["template"]["spec"]["containers"][0])
-    started, output = start_kvstore(binary, config, env)
+    pod = deployment["spec"]["template"]
+    container = pod["spec"]["containers"][0]
+    env = container_env(container)
+    files = secret_files(config, env)
+    with tempfile.TemporaryDirectory() as tmp:
+        config, env, _ = stage_secrets(config, env, secret_mounts(pod, container), Path(tmp))
+        path = Path(tmp) / "kvstore.toml"
+        path.write_text(config)
+        started, output = start_kvstore(binary, path, env, auth_probe(env))
     if started:
-        return f"{binary.relative_to(ROOT)} starts with it and answers over {output}"
+        kafka = env.get("KVSTORE_KAFKA__SECURITY_PROTOCOL", "plaintext")
+        scheme = "HTTPS" if env.get(HTTPS_FILES[0]) else "HTTP"
+        return (f"{binary.relative_to(ROOT)} starts with it and answers over {scheme} (Kafka {kafka}"
+                f"{f', {len(files)} mounted secret file' + ('s' if len(files) > 1 else '') if files else ''}; {output})")
     raise Failed(f"kvstore refused the rendered configuration:\n{output.strip()[-2000:]}")
 
 
@@ -800,6 +1090,8 @@ def main() -> int:
         return f"validating against Kubernetes {' and '.join(versions)}"
 
     checks.run("Helm kubeVersion", kube_versions)
+    # Linting the defaults alone would only repeat what every values file's lint checks.
+    checks.run("helm template (defaults)", check_defaults_refused)
     for name, values in value_sets():
         checks.run(f"helm lint ({name})", check_helm_lint, name, values, versions)
         checks.run(f"helm template ({name})", check_helm_render, name, values, versions)

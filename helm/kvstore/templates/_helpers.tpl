@@ -41,62 +41,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- end }}
 
-{{/* Where the Secret of kafka.tls is mounted. */}}
-{{- define "kvstore.tlsDir" -}}/etc/kvstore/kafka-tls{{- end }}
-
 {{/* Where the Secret of tls (kvstore's own HTTPS certificate) is mounted. */}}
 {{- define "kvstore.httpsDir" -}}/etc/kvstore/tls{{- end }}
-
-{{/*
-The librdkafka properties the chart derives from kafka.sasl and kafka.tls; kafka.librdkafka
-is applied over them. Returned as YAML.
-*/}}
-{{- define "kvstore.librdkafka" -}}
-{{- $sasl := .Values.kafka.sasl }}
-{{- $tls := .Values.kafka.tls }}
-{{- $props := dict }}
-{{- if and $sasl.enabled $tls.enabled }}
-{{- $_ := set $props "security.protocol" "SASL_SSL" }}
-{{- else if $sasl.enabled }}
-{{- $_ := set $props "security.protocol" "SASL_PLAINTEXT" }}
-{{- else if $tls.enabled }}
-{{- $_ := set $props "security.protocol" "SSL" }}
-{{- end }}
-{{- if $sasl.enabled }}
-{{- $_ := set $props "sasl.mechanism" $sasl.mechanism }}
-{{- end }}
-{{- if $tls.enabled }}
-{{- $dir := include "kvstore.tlsDir" . }}
-{{- if $tls.caKey }}
-{{- $_ := set $props "ssl.ca.location" (printf "%s/%s" $dir $tls.caKey) }}
-{{- end }}
-{{- if $tls.certKey }}
-{{- $_ := set $props "ssl.certificate.location" (printf "%s/%s" $dir $tls.certKey) }}
-{{- end }}
-{{- if $tls.keyKey }}
-{{- $_ := set $props "ssl.key.location" (printf "%s/%s" $dir $tls.keyKey) }}
-{{- end }}
-{{- end }}
-{{- toYaml (mergeOverwrite $props (deepCopy .Values.kafka.librdkafka)) }}
-{{- end }}
-
-{{/*
-Secret librdkafka properties read from Secrets: a list of {property, env, secret, key}. Each
-becomes an environment variable, and all of them one KVSTORE_KAFKA__LIBRDKAFKA map.
-*/}}
-{{- define "kvstore.secretProperties" -}}
-{{- $list := list }}
-{{- $sasl := .Values.kafka.sasl }}
-{{- $tls := .Values.kafka.tls }}
-{{- if $sasl.enabled }}
-{{- $list = append $list (dict "property" "sasl.username" "env" "KAFKA_SASL_USERNAME" "secret" $sasl.existingSecret "key" $sasl.usernameKey) }}
-{{- $list = append $list (dict "property" "sasl.password" "env" "KAFKA_SASL_PASSWORD" "secret" $sasl.existingSecret "key" $sasl.passwordKey) }}
-{{- end }}
-{{- if and $tls.enabled $tls.keyPasswordKey }}
-{{- $list = append $list (dict "property" "ssl.key.password" "env" "KAFKA_SSL_KEY_PASSWORD" "secret" $tls.existingSecret "key" $tls.keyPasswordKey) }}
-{{- end }}
-{{- toYaml $list }}
-{{- end }}
 
 {{/* A TOML key: bare when it can be, else a quoted string. */}}
 {{- define "kvstore.tomlKey" -}}
@@ -162,9 +108,8 @@ A TOML table: its plain keys, then each sub-table under its own header. Takes
 {{- fail "config.kafka.librdkafka is not used: set kafka.librdkafka instead" }}
 {{- end }}
 {{- $_ := set $config "brokers" (required "kafka.brokers must name the Kafka bootstrap servers, host:port,..." .Values.kafka.brokers) }}
-{{- $librdkafka := include "kvstore.librdkafka" . | fromYaml }}
-{{- if $librdkafka }}
-{{- $_ := set $kafka "librdkafka" $librdkafka }}
+{{- with .Values.kafka.librdkafka }}
+{{- $_ := set $kafka "librdkafka" (deepCopy .) }}
 {{- end }}
 {{- $_ := set $config "kafka" $kafka }}
 {{- print "# kvstore.toml, rendered by the kvstore Helm chart." }}
