@@ -155,7 +155,11 @@ impl Replay {
             #[cfg(feature = "failpoints")]
             fail::fail_point!("replay-apply", received > 0, |_| {});
             if received > 0 {
-                let applied = self.topic.store().apply_all(batch.drain(..));
+                let applied = self
+                    .topic
+                    .store()
+                    .apply_all(batch.iter().map(Record::borrowed));
+                batch.clear();
                 applied_total += applied as u64;
                 metrics::records_applied(&name, applied as u64);
                 self.topic.left_end();
