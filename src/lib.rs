@@ -18,6 +18,7 @@
 //! - [`store`]: the in-memory ordered map per topic; no I/O.
 //! - [`kafka`]: all rdkafka code: clients, topic admin, producer, replay loop.
 //! - [`metrics`]: metric names, descriptions and the HTTP middleware.
+//! - [`memory`]: the allocator, mimalloc, for the C code too.
 //! - [`topic_name`]: Kafka's rules for topic names.
 //! - [`client`]: `kvstore get|put|delete|range|batch|topics`, a client of a server over HTTP;
 //!   not used by the service.
@@ -31,6 +32,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod kafka;
+pub mod memory;
 pub mod metrics;
 pub mod store;
 pub mod topic_name;
