@@ -75,9 +75,10 @@ pub struct Value {
 }
 
 /// One stored key with everything the store keeps for it, in a single allocation ordered by
-/// the key alone: the key's length, the key, the offset of the record that wrote it, its
-/// content type's code, then the value to the end. The numbers are LEB128 varints, so a short
-/// key and an offset below 2^21 take five bytes of header in all.
+/// the key alone (descending, see [`DescendingKey`]): the key's length, the key, the offset of
+/// the record that wrote it, its content type's code, then the value to the end. The numbers
+/// are LEB128 varints, so a short key and an offset below 2^21 take five bytes of header in
+/// all.
 ///
 /// One allocation per key instead of a key box and a value box, and 16 bytes per key in the
 /// map's nodes instead of 56: a million 16-byte keys with 100-byte values, inserted in order,
@@ -169,10 +170,43 @@ impl Slot {
     }
 }
 
+/// A key in the order of the map: descending.
+///
+/// std's B-tree searches each node from its smallest key up. A key larger than every key
+/// stored, as keys written in ascending order are (sequence numbers, timestamps), would be
+/// compared with every key of every node on its path: ~50 comparisons per insert at a million
+/// keys. In descending order it goes down the first edge of each node after one comparison:
+/// ~7. Keys written in descending order get the slow path instead; random keys are no
+/// different either way.
+#[derive(PartialEq, Eq)]
+#[repr(transparent)]
+struct DescendingKey([u8]);
+
+impl DescendingKey {
+    fn new(key: &[u8]) -> &DescendingKey {
+        // SAFETY: `DescendingKey` is a transparent wrapper of `[u8]`, so the two references
+        // have the same layout and metadata.
+        unsafe { &*(key as *const [u8] as *const DescendingKey) }
+    }
+}
+
+impl PartialOrd for DescendingKey {
+    fn partial_cmp(&self, other: &DescendingKey) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for DescendingKey {
+    #[inline]
+    fn cmp(&self, other: &DescendingKey) -> Ordering {
+        other.0.cmp(&self.0)
+    }
+}
+
 // A slot is its key as far as the set is concerned, so the set can be searched by key.
-impl Borrow<[u8]> for Slot {
-    fn borrow(&self) -> &[u8] {
-        self.key()
+impl Borrow<DescendingKey> for Slot {
+    fn borrow(&self) -> &DescendingKey {
+        DescendingKey::new(self.key())
     }
 }
 
@@ -193,7 +227,7 @@ impl PartialOrd for Slot {
 impl Ord for Slot {
     #[inline]
     fn cmp(&self, other: &Slot) -> Ordering {
-        self.key().cmp(other.key())
+        DescendingKey::new(self.key()).cmp(DescendingKey::new(other.key()))
     }
 }
 
@@ -259,7 +293,7 @@ pub struct StoreStats {
 /// The ordered map of one topic and the offset up to which it has been applied.
 #[derive(Debug, Default)]
 pub struct TopicStore {
-    /// The live keys, each with its value, ordered by key.
+    /// The live keys, each with its value, from the largest key down.
     map: BTreeSet<Slot>,
     bytes: u64,
     next_offset: i64,
@@ -294,7 +328,7 @@ impl TopicStore {
             return true;
         };
         let replaced = match record.value {
-            None => self.map.take(key),
+            None => self.map.take(DescendingKey::new(key)),
             Some(value) => {
                 let content_type = self.intern(record.content_type);
                 self.bytes += (key.len() + value.len()) as u64;
@@ -341,7 +375,9 @@ impl TopicStore {
 
     /// The current value of `key`.
     pub fn get(&self, key: &[u8]) -> Option<Value> {
-        self.map.get(key).map(|slot| self.value_of(slot))
+        self.map
+            .get(DescendingKey::new(key))
+            .map(|slot| self.value_of(slot))
     }
 
     /// Up to `limit` keys of `range` in order, stopping early once the values add up to
@@ -354,7 +390,12 @@ impl TopicStore {
             // BTreeMap::range panics on inverted bounds; an inverted range is simply empty.
             return ScanPage { items, more: false };
         }
-        let mut iter = self.map.range::<[u8], _>((lower, upper));
+        // The map runs from the largest key down: the range is read backwards, from its
+        // lower bound up.
+        let mut iter = self
+            .map
+            .range::<DescendingKey, _>((descending(upper), descending(lower)))
+            .rev();
         for slot in iter.by_ref() {
             let key = slot.key();
             if !key.starts_with(&range.prefix) {
@@ -449,6 +490,10 @@ fn lower_bound(range: &KeyRange) -> Bound<&[u8]> {
         }
     }
     bound
+}
+
+fn descending(bound: Bound<&[u8]>) -> Bound<&DescendingKey> {
+    bound.map(DescendingKey::new)
 }
 
 fn is_empty_range(lower: Bound<&[u8]>, upper: Bound<&[u8]>) -> bool {
