@@ -18,7 +18,7 @@
 //! - [`store`]: the in-memory ordered map per topic; no I/O.
 //! - [`kafka`]: all rdkafka code: clients, topic admin, producer, replay loop.
 //! - [`metrics`]: metric names, descriptions and the HTTP middleware.
-//! - [`memory`]: the allocator, mimalloc, for the C code too.
+//! - [`memory`]: the allocator (mimalloc, for the C code too) and handing free memory back.
 //! - [`topic_name`]: Kafka's rules for topic names.
 //! - [`client`]: `kvstore get|put|delete|range|batch|topics`, a client of a server over HTTP;
 //!   not used by the service.

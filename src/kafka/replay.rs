@@ -23,7 +23,7 @@ use super::{CONTENT_TYPE_HEADER, Kafka, KafkaContext, client_config};
 use crate::config::Config;
 use crate::metrics;
 use crate::store::RecordRef;
-use crate::topics::Topic;
+use crate::topics::{ReplayState, Topic};
 
 /// How long one poll waits for a message before checking for shutdown.
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
@@ -181,6 +181,11 @@ impl Replay {
             batch.clear();
             if let Some(end) = self.cached_end_offset() {
                 self.topic.set_end_offset(end);
+            }
+            if reached_end && self.topic.state() == ReplayState::Replaying {
+                // The replay's buffers are free now: return them before the topic counts as
+                // ready, so that it is measured without them.
+                crate::memory::release_free_memory();
             }
             if reached_end && self.topic.reached_end() {
                 let elapsed = started.elapsed();
