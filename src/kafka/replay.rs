@@ -3,7 +3,7 @@
 //! offset order, in bulk, on a thread of its own.
 //!
 //! The partition's messages are taken from a queue of their own in batches
-//! (`rd_kafka_consume_batch_queue`, which rust-rdkafka does not wrap; see [`PartitionQueue`])
+//! (`rd_kafka_consume_batch_queue`, which rust-rdkafka does not wrap; see `PartitionQueue`)
 //! and applied straight from librdkafka's buffers; the consumer's own queue, polled through
 //! rust-rdkafka as usual, keeps serving its logs and errors.
 
