@@ -130,18 +130,18 @@ if ! command -v etcd >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends etcd-server >&2
 fi
 
-step "1/10 produce floor: bare producer, service settings, 1 record at a time"
+step "1/11 produce floor: bare producer, service settings, 1 record at a time"
 bench produce --scenario produce --brokers "$broker" --topic floor-produce \
   --duration "${seconds}s" --value-size "$value_size"
 
-step "2/10 round-trip floor: produce 1 record, consume it back"
+step "2/11 round-trip floor: produce 1 record, consume it back"
 bench roundtrip --scenario roundtrip --brokers "$broker" --topic floor-roundtrip \
   --duration "${seconds}s" --value-size "$value_size"
 
 for clients in 1 16 64; do
   case "$clients" in
-    1) step "3/10 kvstore PUT, 1 client" ;;
-    *) step "4/10 kvstore PUT, $clients clients" ;;
+    1) step "3/11 kvstore PUT, 1 client" ;;
+    *) step "4/11 kvstore PUT, $clients clients" ;;
   esac
   kvstore_server "put-$clients"
   bench "put-$clients" --url "$kv_url" --topic "put-$clients" --scenario put \
@@ -150,23 +150,23 @@ for clients in 1 16 64; do
 done
 
 for size in 100 1000; do
-  step "5/10 kvstore batch of $size operations, 1 client"
+  step "5/11 kvstore batch of $size operations, 1 client"
   kvstore_server "batch-$size"
   bench "batch-$size" --url "$kv_url" --topic "batch-$size" --scenario batch \
     --batch-size "$size" --keys 1000000 --duration "${seconds}s" --value-size "$value_size"
   stop "$kv_pid"
 done
 
-step "6/10 kvstore GET, 64 clients, $get_keys keys (prefilled)"
+step "6/11 kvstore GET, 64 clients, $get_keys keys (prefilled)"
 kvstore_server get
 bench get-64 --url "$kv_url" --topic get --scenario get --concurrency 64 \
   --keys "$get_keys" --prefill --duration "${seconds}s" --value-size "$value_size"
 
-step "7/10 kvstore GET /healthz, 64 clients, same server"
+step "7/11 kvstore GET /healthz, 64 clients, same server"
 bench healthz-64 --url "$kv_url" --scenario healthz --concurrency 64 --duration "${seconds}s"
 stop "$kv_pid"
 
-step "8/10 etcd $(etcd --version | awk '/^etcd Version/ { print $3 }') through its JSON gateway"
+step "8/11 etcd $(etcd --version | awk '/^etcd Version/ { print $3 }') through its JSON gateway"
 etcd_port="$(free_port)"
 etcd_peer_port="$(free_port)"
 etcd --name bench --data-dir "$work/etcd" \
@@ -180,26 +180,26 @@ pids+=("$etcd_pid")
 etcd_url="http://127.0.0.1:$etcd_port"
 wait_for_url "$etcd_url/health"
 for clients in 1 16 64; do
-  step "8/10 etcd PUT, $clients client(s)"
+  step "8/11 etcd PUT, $clients client(s)"
   bench "etcd-put-$clients" --target etcd --url "$etcd_url" --scenario put \
     --concurrency "$clients" --duration "${seconds}s" --value-size "$value_size"
 done
-step "8/10 etcd GET, 64 clients, $get_keys keys (prefilled)"
+step "8/11 etcd GET, 64 clients, $get_keys keys (prefilled)"
 bench etcd-get-64 --target etcd --url "$etcd_url" --scenario get --concurrency 64 \
   --keys "$get_keys" --prefill --duration "${seconds}s" --value-size "$value_size"
 stop "$etcd_pid"
 
-step "9/10 replay: loading $replay_records records (16-byte keys, $value_size-byte values)"
+step "9/11 replay: loading $replay_records records (16-byte keys, $value_size-byte values)"
 kvstore_server loader
 bench load --url "$kv_url" --topic replay --scenario batch --batch-size 1000 \
   --requests $((replay_records / 1000)) --keys "$replay_records" --concurrency 4 \
   --value-size "$value_size"
 stop "$kv_pid"
 
-step "9/10 bare consumer reading the replay topic"
+step "9/11 bare consumer reading the replay topic"
 bench consume --scenario consume --brokers "$broker" --topic replay
 
-step "9/10 a fresh replica attaching the replay topic"
+step "9/11 a fresh replica attaching the replay topic"
 kvstore_server replica
 rss_before="$(rss_kib "$kv_pid")"
 python3 - "$kv_url" replay >"$work/replay.json" <<'EOF'
@@ -231,9 +231,15 @@ EOF
 rss_after="$(rss_kib "$kv_pid")"
 python3 -c 'import json, sys; r = json.load(open(sys.argv[1])); print("    %d records in %.2f s" % (r["records"], r["seconds"]))' "$work/replay.json" >&2
 
-step "10/10 memory of the replica"
+step "10/11 memory of the replica"
 echo "{\"rss_before_kib\": $rss_before, \"rss_after_kib\": $rss_after}" >"$work/memory.json"
 echo "    VmRSS $rss_before KiB before attaching, $rss_after KiB after the replay" >&2
+stop "$kv_pid"
+
+step "11/11 kvstore GET, 64 clients, $get_keys keys (prefilled), while the same server replays the replay topic"
+kvstore_server get-during-replay
+bench get-during-replay --url "$kv_url" --topic get-during-replay --scenario get \
+  --concurrency 64 --keys "$get_keys" --prefill --while-replaying replay --value-size "$value_size"
 stop "$kv_pid"
 
 cpu_model="$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"

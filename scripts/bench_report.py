@@ -63,7 +63,7 @@ def main():
         for name in [
             "produce", "roundtrip", "put-1", "put-16", "put-64", "batch-100", "batch-1000",
             "get-64", "healthz-64", "etcd-put-1", "etcd-put-16", "etcd-put-64", "etcd-get-64",
-            "consume", "replay", "memory", "machine",
+            "consume", "replay", "memory", "get-during-replay", "machine",
         ]
     }
     machine = r["machine"]
@@ -122,6 +122,10 @@ def main():
         f"VmRSS {memory['rss_before_kib'] / 1024:.0f} MiB before attaching, "
         f"{memory['rss_after_kib'] / 1024:.0f} MiB after, for {count(replay['keys'])} keys; "
         f"raw key + value {RAW_RECORD_BYTES} B |",
+        row(11, f"kvstore GET, {count(machine['get_keys'])} keys, while the server replays "
+            f"the {count(replay['records'])} records of another topic", r["get-during-replay"],
+            f"for the {r['get-during-replay']['elapsed_seconds']:.2f} s the replay took "
+            f"meanwhile"),
         "",
         "Ratios:",
         "",
@@ -135,6 +139,8 @@ def main():
         f"{ratio(r['get-64']['operations_per_second'], r['healthz-64']['operations_per_second'])}",
         f"- kvstore GET throughput / etcd's, 64 clients: "
         f"{ratio(r['get-64']['operations_per_second'], r['etcd-get-64']['operations_per_second'])}",
+        f"- kvstore GET p99 while replaying another topic / without (64 clients): "
+        f"{ratio(r['get-during-replay']['latency_ms']['p99'], r['get-64']['latency_ms']['p99'])}",
         f"- replay rate / bare consumer rate: {ratio(replay_rate, consume_rate)}",
         f"- resident bytes per key / raw key + value bytes: "
         f"{ratio(bytes_per_key, RAW_RECORD_BYTES)}",

@@ -21,6 +21,7 @@
 //! - [`store`]: the in-memory ordered map per topic; no I/O.
 //! - [`kafka`]: all rdkafka code: clients, topic admin, producer, replay loop.
 //! - [`metrics`]: metric names, descriptions and the HTTP middleware.
+//! - [`memory`]: the allocator (mimalloc, for the C code too) and handing free memory back.
 //! - [`topic_name`]: Kafka's rules for topic names, and patterns over them.
 //! - [`client`]: `kvstore get|put|delete|range|batch|topics`, a client of a server over HTTP;
 //!   not used by the service.
@@ -35,6 +36,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod kafka;
+pub mod memory;
 pub mod metrics;
 pub mod secret;
 pub mod store;

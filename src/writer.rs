@@ -91,7 +91,8 @@ impl Writer {
 
     /// Writes `records` to `topic` in order and returns their offsets once this replica has
     /// applied all of them. Not atomic: if it fails part-way, earlier records may be written.
-    /// Takes the records by value: once acknowledged they move into the store as they are.
+    /// Takes the records by value: once acknowledged they move into the store, which keeps them
+    /// until it can apply them.
     pub async fn write(
         &self,
         topic: &Topic,

@@ -123,6 +123,10 @@ pub struct BenchArgs {
     /// Write every key of the key space first, in batches, so that reads find them.
     #[arg(long)]
     pub prefill: bool,
+    /// Send requests while kvstore replays this other topic: it is attached as the clients
+    /// start, and they stop once it is ready (instead of --duration or --requests).
+    #[arg(long, value_name = "TOPIC", conflicts_with_all = ["duration", "requests"])]
+    pub while_replaying: Option<String>,
     /// Print the result as one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -140,6 +144,8 @@ pub enum Limit {
     Requests(u64),
     /// At the end of the topic (the consume scenario).
     EndOfTopic,
+    /// Once another topic has been replayed (`--while-replaying`).
+    WhileReplaying,
 }
 
 impl Limit {
@@ -181,6 +187,8 @@ pub struct Plan {
     pub librdkafka: BTreeMap<String, String>,
     /// Whether to write the key space first.
     pub prefill: bool,
+    /// The topic whose replay the run lasts, for [`Limit::WhileReplaying`].
+    pub while_replaying: Option<String>,
     /// Whether to print JSON.
     pub json: bool,
     /// The CA to trust and the bearer token to send.
@@ -231,8 +239,20 @@ impl BenchArgs {
             }
             (Some(duration), _) => Limit::Duration(duration),
             (None, Some(requests)) => Limit::Requests(requests),
+            (None, None) if self.while_replaying.is_some() => Limit::WhileReplaying,
             (None, None) => Limit::Duration(DEFAULT_DURATION),
         };
+        if let Some(replayed) = &self.while_replaying {
+            if scenario.is_kafka() || self.target != Target::Kvstore {
+                return invalid("--while-replaying needs a kvstore HTTP scenario".into());
+            }
+            if let Err(message) = crate::topic_name::validate(replayed) {
+                return invalid(format!("--while-replaying: {message}"));
+            }
+            if *replayed == self.topic {
+                return invalid("--while-replaying needs a topic other than --topic".into());
+            }
+        }
         if scenario.is_kafka() {
             if self.target != Target::Kvstore {
                 return invalid(format!(
@@ -281,6 +301,7 @@ impl BenchArgs {
             read_ratio: self.read_ratio,
             librdkafka,
             prefill: self.prefill,
+            while_replaying: self.while_replaying.clone(),
             json: self.json,
             security: self.security.clone(),
         })
@@ -414,6 +435,20 @@ mod tests {
         assert_eq!(plan.limit, Limit::EndOfTopic);
         assert!(parse(&["--scenario", "consume", "--duration", "5s"]).is_err());
         assert!(parse(&["--scenario", "consume", "-n", "5"]).is_err());
+    }
+
+    #[test]
+    fn a_run_can_last_another_topic_s_replay() {
+        let plan = parse(&["--scenario", "get", "--while-replaying", "big"]).expect("valid");
+        assert_eq!(plan.limit, Limit::WhileReplaying);
+        assert_eq!(plan.while_replaying.as_deref(), Some("big"));
+        let with = |extra: &[&str]| parse(&[&["--while-replaying", "big"], extra].concat());
+        assert!(with(&["--duration", "5s"]).is_err());
+        assert!(with(&["-n", "5"]).is_err());
+        assert!(with(&["--topic", "big"]).is_err());
+        assert!(with(&["--target", "etcd"]).is_err());
+        assert!(with(&["--scenario", "consume"]).is_err());
+        assert!(parse(&["--while-replaying", "no/slash"]).is_err());
     }
 
     #[test]

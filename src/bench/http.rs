@@ -24,6 +24,12 @@ const PREFILL_CLIENTS: usize = 8;
 /// kvstore's default write timeout, so the service's own 504 is seen first.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a `--while-replaying` topic may take to replay before the run fails.
+const REPLAY_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// How often a `--while-replaying` run asks whether the topic is ready.
+const REPLAY_POLL_INTERVAL: Duration = Duration::from_millis(10);
+
 /// One request of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
@@ -233,6 +239,10 @@ pub async fn run(plan: &Plan) -> Result<Report, BenchError> {
     let progress = Arc::new(Progress::default());
     let ticker = progress.spawn_ticker(plan.scenario.name().to_owned(), "requests");
     let budget = Arc::new(Budget::start(limit));
+    let replay = plan.while_replaying.clone().map(|topic| {
+        let (target, budget) = (target.clone(), budget.clone());
+        tokio::spawn(async move { last_replay(&target, &topic, &budget).await })
+    });
     let started = Instant::now();
     let clients: Vec<_> = (0..plan.concurrency as u64)
         .map(|client| {
@@ -264,7 +274,58 @@ pub async fn run(plan: &Plan) -> Result<Report, BenchError> {
     }
     let elapsed = started.elapsed();
     stop_ticker(ticker);
+    if let Some(replay) = replay {
+        replay
+            .await
+            .map_err(|e| BenchError::Failed(format!("the replay watcher failed: {e}")))??;
+    }
     Ok(Report::new(plan, &seen, elapsed))
+}
+
+/// Attaches `topic` (a read of it does) and stops `budget` once kvstore lists it as ready with
+/// nothing left to apply, or after [`REPLAY_TIMEOUT`].
+async fn last_replay(target: &HttpTarget, topic: &str, budget: &Budget) -> Result<(), BenchError> {
+    let attach = {
+        let request = target
+            .client
+            .get(format!("{}/v1/{topic}/keys/{}", target.url, key_name(0)));
+        // Its answer (503 while replaying, or 404) does not matter: the listing decides.
+        tokio::spawn(async move { request.send().await.map(|_| ()) })
+    };
+    let deadline = Instant::now() + REPLAY_TIMEOUT;
+    let outcome = loop {
+        if replayed(target, topic).await {
+            break Ok(());
+        }
+        if Instant::now() >= deadline {
+            break Err(BenchError::Failed(format!(
+                "topic {topic:?} was not replayed in {} s",
+                REPLAY_TIMEOUT.as_secs()
+            )));
+        }
+        tokio::time::sleep(REPLAY_POLL_INTERVAL).await;
+    };
+    budget.stop();
+    attach.abort();
+    outcome
+}
+
+/// Whether kvstore's topic listing shows `topic` ready with nothing left to apply.
+async fn replayed(target: &HttpTarget, topic: &str) -> bool {
+    let listing = match target
+        .client
+        .get(format!("{}/v1/topics", target.url))
+        .send()
+        .await
+    {
+        Ok(response) => response.json::<serde_json::Value>().await.ok(),
+        Err(_) => None,
+    };
+    listing
+        .as_ref()
+        .and_then(|listing| listing["topics"].as_array())
+        .and_then(|topics| topics.iter().find(|t| t["name"] == topic))
+        .is_some_and(|t| t["state"] == "ready" && t["lag"] == 0)
 }
 
 /// Writes every key of the key space once, in batches, with a few clients. Fails on the
@@ -400,6 +461,7 @@ mod tests {
             read_ratio: 0.5,
             librdkafka: Default::default(),
             prefill: false,
+            while_replaying: None,
             json: false,
             security: Default::default(),
         }

@@ -15,7 +15,7 @@ pub mod http;
 pub mod kafka;
 pub mod report;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 pub use args::BenchArgs;
@@ -65,12 +65,14 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
     Ok(())
 }
 
-/// Hands out a run's requests to its clients: until the deadline, or a fixed number in all.
+/// Hands out a run's requests to its clients: until the deadline, a fixed number in all, or
+/// until stopped.
 #[derive(Debug)]
 pub struct Budget {
     limit: Limit,
     deadline: Option<Instant>,
     issued: AtomicU64,
+    stopped: AtomicBool,
 }
 
 impl Budget {
@@ -78,17 +80,26 @@ impl Budget {
     pub fn start(limit: Limit) -> Budget {
         let deadline = match limit {
             Limit::Duration(duration) => Some(Instant::now() + duration),
-            Limit::Requests(_) | Limit::EndOfTopic => None,
+            Limit::Requests(_) | Limit::EndOfTopic | Limit::WhileReplaying => None,
         };
         Budget {
             limit,
             deadline,
             issued: AtomicU64::new(0),
+            stopped: AtomicBool::new(false),
         }
+    }
+
+    /// Hands out no more requests.
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::Relaxed);
     }
 
     /// Whether a client may send one more request.
     pub fn take(&self) -> bool {
+        if self.stopped.load(Ordering::Relaxed) {
+            return false;
+        }
         match (self.limit, self.deadline) {
             (_, Some(deadline)) => Instant::now() < deadline,
             (Limit::Requests(total), None) => self.issued.fetch_add(1, Ordering::Relaxed) < total,
@@ -139,6 +150,14 @@ mod tests {
         let budget = Budget::start(Limit::Requests(3));
         let taken = (0..10).filter(|_| budget.take()).count();
         assert_eq!(taken, 3);
+    }
+
+    #[test]
+    fn a_stopped_budget_hands_out_nothing() {
+        let budget = Budget::start(Limit::WhileReplaying);
+        assert!(budget.take() && budget.take());
+        budget.stop();
+        assert!(!budget.take());
     }
 
     #[test]

@@ -407,6 +407,7 @@ mod tests {
             read_ratio: 0.9,
             librdkafka: Default::default(),
             prefill: false,
+            while_replaying: None,
             json: false,
             security: Default::default(),
         }

@@ -1,23 +1,29 @@
 //! The replay loop: one consumer per topic, assigned partition 0 from the beginning (no
 //! consumer group, nothing committed), applying records to the topic's store strictly in
 //! offset order, in bulk, on a thread of its own.
+//!
+//! The partition's messages are taken from a queue of their own in batches
+//! (`rd_kafka_consume_batch_queue`, which rust-rdkafka does not wrap; see `PartitionQueue`)
+//! and applied straight from librdkafka's buffers; the consumer's own queue, polled through
+//! rust-rdkafka as usual, keeps serving its logs and errors.
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString, c_char, c_void};
+use std::ptr::NonNull;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rdkafka::bindings as rdsys;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::{KafkaError, KafkaResult};
-use rdkafka::message::{BorrowedMessage, Headers};
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{CONTENT_TYPE_HEADER, Kafka, KafkaContext, client_config};
 use crate::config::Config;
 use crate::metrics;
-use crate::store::Record;
-use crate::topics::Topic;
+use crate::store::RecordRef;
+use crate::topics::{ReplayState, Topic};
 
 /// How long one poll waits for a message before checking for shutdown.
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
@@ -65,16 +71,21 @@ impl Kafka {
         let consumer: BaseConsumer<KafkaContext> =
             client_config(self.config(), settings(self.config()))?
                 .create_with_context(self.context("consumer"))?;
+        let topic_cstr = CString::new(topic.name())
+            .map_err(|_| KafkaError::ClientCreation("topic name contains a NUL byte".into()))?;
+        // Split before assigning: the assignment then leaves the partition's queue alone.
+        let queue = PartitionQueue::split(&consumer, &topic_cstr).ok_or_else(|| {
+            KafkaError::ClientCreation("no queue for the topic's partition".into())
+        })?;
         let mut assignment = TopicPartitionList::new();
         // Offset 0 rather than Offset::Beginning: the latter makes librdkafka look the start up
         // first, and it waits 500 ms to do so while the partition's leader is not yet known. If
         // the log no longer starts at 0, `auto.offset.reset=earliest` moves to its start.
         assignment.add_partition_offset(topic.name(), 0, Offset::Offset(0))?;
         consumer.assign(&assignment)?;
-        let topic_cstr = CString::new(topic.name())
-            .map_err(|_| KafkaError::ClientCreation("topic name contains a NUL byte".into()))?;
         tracing::info!(topic = topic.name(), "replaying topic from the beginning");
         let replay = Replay {
+            queue,
             consumer,
             topic,
             topic_cstr,
@@ -86,6 +97,8 @@ impl Kafka {
 }
 
 struct Replay {
+    // Declared before the consumer, so that it is dropped first.
+    queue: PartitionQueue,
     consumer: BaseConsumer<KafkaContext>,
     topic: Arc<Topic>,
     topic_cstr: CString,
@@ -122,46 +135,57 @@ impl Replay {
         let started = Instant::now();
         let mut last_progress = Instant::now();
         let mut last_error_log: Option<Instant> = None;
-        let mut batch: Vec<Record> = Vec::with_capacity(MAX_APPLY_BATCH);
+        let mut batch = MessageBatch::with_capacity(MAX_APPLY_BATCH);
         let mut applied_total: u64 = 0;
         while !self.cancel.is_cancelled() {
-            let mut reached_end = false;
-            let mut next = self.consumer.poll(POLL_TIMEOUT);
-            while let Some(item) = next.take() {
-                match item {
-                    Ok(message) => batch.push(to_record(&message)),
-                    Err(KafkaError::PartitionEOF(_)) => {
-                        reached_end = true;
-                        break;
-                    }
-                    Err(error) => {
-                        let quiet =
-                            last_error_log.is_some_and(|at| at.elapsed() < ERROR_LOG_INTERVAL);
-                        if !quiet {
-                            tracing::warn!(topic = %name, %error, "error while replaying; retrying");
-                            last_error_log = Some(Instant::now());
-                        }
-                        metrics::replay_error(&name);
-                        break;
+            let mut replay_error = |error: &dyn std::fmt::Display| {
+                let quiet = last_error_log.is_some_and(|at| at.elapsed() < ERROR_LOG_INTERVAL);
+                if !quiet {
+                    tracing::warn!(topic = %name, %error, "error while replaying; retrying");
+                    last_error_log = Some(Instant::now());
+                }
+                metrics::replay_error(&name);
+            };
+            // The consumer's own queue carries its logs (served inside `poll`) and errors, and,
+            // the partition being split off before it was assigned, never a message of it.
+            while let Some(event) = self.consumer.poll(Duration::ZERO) {
+                match event {
+                    Err(error) => replay_error(&error),
+                    Ok(_message) => {
+                        // Order can no longer be guaranteed: stop; the guard fails the topic.
+                        tracing::error!(topic = %name, "a message arrived outside its queue");
+                        return;
                     }
                 }
-                if batch.len() >= MAX_APPLY_BATCH {
-                    break;
-                }
-                next = self.consumer.poll(Duration::ZERO);
             }
-            let received = batch.len();
+            self.queue.consume(POLL_TIMEOUT, &mut batch);
+            let mut reached_end = false;
+            let mut records = Vec::with_capacity(batch.len());
+            for message in batch.iter() {
+                match message.error() {
+                    None => records.push(message.record()),
+                    Some(RDKafkaErrorCode::PartitionEOF) => reached_end = true,
+                    Some(code) => replay_error(&format_args!("{code}: {}", message.error_string())),
+                }
+            }
+            let received = records.len();
             // Fault injection for tests: delay or break the replay (`FAILPOINTS=replay-apply=...`).
             #[cfg(feature = "failpoints")]
             fail::fail_point!("replay-apply", received > 0, |_| {});
             if received > 0 {
-                let applied = self.topic.store().apply_all(batch.drain(..));
+                let applied = self.topic.store().apply_all(records);
                 applied_total += applied as u64;
                 metrics::records_applied(&name, applied as u64);
                 self.topic.left_end();
             }
+            batch.clear();
             if let Some(end) = self.cached_end_offset() {
                 self.topic.set_end_offset(end);
+            }
+            if reached_end && self.topic.state() == ReplayState::Replaying {
+                // The replay's buffers are free now: return them before the topic counts as
+                // ready, so that it is measured without them.
+                crate::memory::release_free_memory();
             }
             if reached_end && self.topic.reached_end() {
                 let elapsed = started.elapsed();
@@ -219,22 +243,182 @@ impl Replay {
     }
 }
 
-/// The store's view of a message: key, value (`None` for a tombstone) and content type.
-fn to_record(message: &BorrowedMessage<'_>) -> Record {
-    let content_type = message.headers().and_then(|headers| {
-        headers
-            .iter()
-            .find(|h| h.key.eq_ignore_ascii_case(CONTENT_TYPE_HEADER))
-            .and_then(|h| h.value)
-            .and_then(|v| std::str::from_utf8(v).ok())
-            // Only what can be sent back as an HTTP header value.
-            .filter(|v| !v.is_empty() && v.bytes().all(|b| (0x20..0x7f).contains(&b)))
-            .map(str::to_owned)
-    });
-    Record {
-        offset: message.offset(),
-        key: message.key().map(<[u8]>::to_vec),
-        value: message.payload().map(<[u8]>::to_vec),
-        content_type,
+/// Partition 0 of a topic as a queue of its own, split from its consumer's queue, read in
+/// batches.
+///
+/// rust-rdkafka polls one message at a time, each a queue look-up with its own deadline and
+/// a reference-counted event, which cost the replay as much as applying the record did; one
+/// `rd_kafka_consume_batch_queue` call takes everything that is queued at once.
+struct PartitionQueue {
+    queue: NonNull<rdsys::rd_kafka_queue_t>,
+}
+
+// SAFETY: librdkafka queues may be used from any thread.
+unsafe impl Send for PartitionQueue {}
+
+impl PartitionQueue {
+    /// Splits partition 0 of `topic` off `consumer`'s queue. Done before the partition is
+    /// assigned, no message of it reaches the consumer's queue. The queue must be dropped
+    /// before the consumer.
+    fn split(consumer: &BaseConsumer<KafkaContext>, topic: &CStr) -> Option<PartitionQueue> {
+        // SAFETY: the client is valid while `consumer` lives; the topic name is NUL-terminated
+        // and only read during the call.
+        let queue = unsafe {
+            rdsys::rd_kafka_queue_get_partition(consumer.client().native_ptr(), topic.as_ptr(), 0)
+        };
+        let queue = NonNull::new(queue)?;
+        // SAFETY: `queue` was just returned by librdkafka; forwarding to nothing keeps the
+        // partition's messages in it, also once the partition is assigned.
+        unsafe { rdsys::rd_kafka_queue_forward(queue.as_ptr(), std::ptr::null_mut()) };
+        Some(PartitionQueue { queue })
+    }
+
+    /// Waits up to `timeout` for a message, then takes whatever else is queued, until `batch`
+    /// is full. `batch` must be empty.
+    fn consume(&self, timeout: Duration, batch: &mut MessageBatch) {
+        debug_assert!(batch.messages.is_empty());
+        let capacity = batch.messages.capacity();
+        let timeout_ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+        let spare = batch.messages.spare_capacity_mut();
+        // SAFETY: librdkafka writes at most the given number of message pointers into the
+        // spare capacity, and returns how many (or -1 on error, then none).
+        let taken = unsafe {
+            let out = spare.as_mut_ptr().cast::<*mut rdsys::rd_kafka_message_t>();
+            // One message or the timeout; then, without waiting, the rest of what is queued.
+            match rdsys::rd_kafka_consume_batch_queue(self.queue.as_ptr(), timeout_ms, out, 1) {
+                1 => {
+                    let more = rdsys::rd_kafka_consume_batch_queue(
+                        self.queue.as_ptr(),
+                        0,
+                        out.add(1),
+                        capacity - 1,
+                    );
+                    1 + usize::try_from(more).unwrap_or(0)
+                }
+                _ => 0,
+            }
+        };
+        // SAFETY: the first `taken` pointers were initialised by librdkafka above.
+        unsafe { batch.messages.set_len(taken) };
+    }
+}
+
+impl Drop for PartitionQueue {
+    fn drop(&mut self) {
+        // SAFETY: the queue came from `rd_kafka_queue_get_partition` and is destroyed once;
+        // `Replay` drops it before the consumer.
+        unsafe { rdsys::rd_kafka_queue_destroy(self.queue.as_ptr()) };
+    }
+}
+
+/// Messages taken from a [`PartitionQueue`], owned until [`MessageBatch::clear`] or drop.
+struct MessageBatch {
+    /// Non-null messages from `rd_kafka_consume_batch_queue`, each destroyed once.
+    messages: Vec<*mut rdsys::rd_kafka_message_t>,
+}
+
+// SAFETY: librdkafka messages may be read and destroyed from any thread.
+unsafe impl Send for MessageBatch {}
+
+impl MessageBatch {
+    fn with_capacity(capacity: usize) -> MessageBatch {
+        MessageBatch {
+            messages: Vec::with_capacity(capacity.max(1)),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.messages.len()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = RawMessage<'_>> {
+        self.messages.iter().map(|&message| RawMessage {
+            // SAFETY: the batch owns the message until `clear`, which needs `&mut self`.
+            message: unsafe { &*message },
+        })
+    }
+
+    /// Destroys the messages.
+    fn clear(&mut self) {
+        for message in self.messages.drain(..) {
+            // SAFETY: each message is destroyed once, and nothing borrows it any more.
+            unsafe { rdsys::rd_kafka_message_destroy(message) };
+        }
+    }
+}
+
+impl Drop for MessageBatch {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
+
+/// One message of a [`MessageBatch`].
+#[derive(Clone, Copy)]
+struct RawMessage<'a> {
+    message: &'a rdsys::rd_kafka_message_t,
+}
+
+impl<'a> RawMessage<'a> {
+    /// The message's error (such as the end of the partition), if it carries one.
+    fn error(self) -> Option<RDKafkaErrorCode> {
+        let code = self.message.err;
+        (code != rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR).then(|| code.into())
+    }
+
+    fn error_string(self) -> String {
+        // SAFETY: librdkafka returns a NUL-terminated string that lives as long as the message.
+        unsafe { CStr::from_ptr(rdsys::rd_kafka_message_errstr(self.message)) }
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    fn bytes(pointer: *mut c_void, len: usize) -> Option<&'a [u8]> {
+        // SAFETY: librdkafka's key and payload are `len` readable bytes, or null, and live
+        // as long as the message.
+        (!pointer.is_null())
+            .then(|| unsafe { std::slice::from_raw_parts(pointer as *const u8, len) })
+    }
+
+    /// The store's view of the message: key, value (`None` for a tombstone) and content type.
+    fn record(self) -> RecordRef<'a> {
+        RecordRef {
+            offset: self.message.offset,
+            key: Self::bytes(self.message.key, self.message.key_len),
+            value: Self::bytes(self.message.payload, self.message.len),
+            content_type: self.content_type(),
+        }
+    }
+
+    /// The content-type header, if it is one that can be sent back as an HTTP header value.
+    fn content_type(self) -> Option<&'a str> {
+        let mut headers = std::ptr::null_mut();
+        // SAFETY: librdkafka parses the headers into a list owned by the message.
+        let found = unsafe { rdsys::rd_kafka_message_headers(self.message, &mut headers) };
+        if found != rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || headers.is_null() {
+            return None;
+        }
+        let mut index = 0;
+        loop {
+            let (mut name, mut value, mut size): (*const c_char, *const c_void, usize) =
+                (std::ptr::null(), std::ptr::null(), 0);
+            // SAFETY: the list lives as long as the message; librdkafka writes the three
+            // out-parameters, pointing into the list, or reports that `index` is past the end.
+            let code = unsafe {
+                rdsys::rd_kafka_header_get_all(headers, index, &mut name, &mut value, &mut size)
+            };
+            if code != rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || name.is_null() {
+                return None;
+            }
+            index += 1;
+            // SAFETY: header names are NUL-terminated strings in the list.
+            let name = unsafe { CStr::from_ptr(name) }.to_bytes();
+            if name.eq_ignore_ascii_case(CONTENT_TYPE_HEADER.as_bytes()) {
+                return Self::bytes(value.cast_mut(), size)
+                    .and_then(|v| std::str::from_utf8(v).ok())
+                    // Only what can be sent back as an HTTP header value.
+                    .filter(|v| !v.is_empty() && v.bytes().all(|b| (0x20..0x7f).contains(&b)));
+            }
+        }
     }
 }

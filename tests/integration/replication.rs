@@ -34,6 +34,39 @@ async fn records_from_a_plain_kafka_producer_are_served() {
     );
 }
 
+#[tokio::test]
+async fn content_types_and_empty_values_from_a_plain_kafka_producer() {
+    let broker = Broker::start();
+    broker.create_topic("headers", 1).await;
+    // Another header first, the name in another case: found all the same.
+    let headers: [(&str, &[u8]); 2] = [("trace-id", b"abc"), ("Content-Type", b"text/plain")];
+    broker
+        .produce_with_headers("headers", b"typed", Some(b"hello"), &headers)
+        .await;
+    // Not something an HTTP header can carry: the default instead.
+    let headers: [(&str, &[u8]); 1] = [("content-type", b"text/\x01plain")];
+    broker
+        .produce_with_headers("headers", b"odd", Some(b"v"), &headers)
+        .await;
+    // An empty value is a value, not a tombstone.
+    broker.produce("headers", b"empty", Some(b"")).await;
+
+    // Everything arrives through the replay of a server started afterwards.
+    let server = Server::start(&broker.address());
+    let (status, content_type, body) = server.get("headers", "typed").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (content_type.as_str(), body.as_slice()),
+        ("text/plain", &b"hello"[..])
+    );
+    let (status, content_type, _) = server.get("headers", "odd").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(content_type, "application/octet-stream");
+    let (status, _, body) = server.get("headers", "empty").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.is_empty());
+}
+
 async fn write_mixed_history(server: &Server, topic: &str) -> i64 {
     let mut last = 0;
     for round in 0..5 {

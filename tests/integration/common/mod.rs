@@ -17,6 +17,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -239,10 +240,32 @@ impl Broker {
 
     /// Produces a record with a plain Kafka producer; `None` writes a tombstone.
     pub async fn produce(&self, topic: &str, key: &[u8], value: Option<&[u8]>) -> i64 {
+        self.produce_with_headers(topic, key, value, &[]).await
+    }
+
+    /// Produces a record with these headers (name, value) with a plain Kafka producer.
+    pub async fn produce_with_headers(
+        &self,
+        topic: &str,
+        key: &[u8],
+        value: Option<&[u8]>,
+        headers: &[(&str, &[u8])],
+    ) -> i64 {
         let producer = self.producer();
         let mut record = FutureRecord::<[u8], [u8]>::to(topic).key(key);
         if let Some(value) = value {
             record = record.payload(value);
+        }
+        if !headers.is_empty() {
+            let owned = headers
+                .iter()
+                .fold(OwnedHeaders::new(), |all, (name, value)| {
+                    all.insert(Header {
+                        key: name,
+                        value: Some(*value),
+                    })
+                });
+            record = record.headers(owned);
         }
         producer
             .send(record, Duration::from_secs(10))
