@@ -4,7 +4,6 @@
 use std::io::Write;
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
@@ -380,64 +379,21 @@ async fn the_server_header_names_no_version() {
     }
 }
 
-/// Runs `kvstore serve` to its exit (or kills it after `timeout`); returns the exit status's
-/// success and its output.
-fn serve_until_exit(
-    args: &[&str],
-    env: &[(&str, &str)],
-    timeout: Duration,
-) -> (Option<bool>, String) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_kvstore"));
-    command
-        .arg("serve")
-        .args(args)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    let mut child = command.spawn().expect("starts");
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            break Some(status.success());
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let output = child.wait_with_output().expect("output");
-    let text = String::from_utf8_lossy(&output.stdout).into_owned()
-        + &String::from_utf8_lossy(&output.stderr);
-    (status, text)
-}
-
 #[tokio::test]
 async fn auth_is_required_off_loopback_unless_turned_off_with_a_warning() {
     let broker = Broker::start();
     let brokers = broker.address();
-    let (exited, output) = serve_until_exit(
-        &["--listen", "0.0.0.0:0", "--brokers", &brokers],
-        &[],
-        Duration::from_secs(20),
-    );
-    assert_eq!(exited, Some(false), "refuses to start:\n{output}");
+    let off_loopback = ServerOptions {
+        listen: Some("0.0.0.0:0".into()),
+        ..ServerOptions::default()
+    };
+    let output = Server::refused_start(&brokers, off_loopback.clone());
     assert!(
         output.contains("auth.tokens") && output.contains("auth.enabled = false"),
         "says why and what to do:\n{output}"
     );
 
-    let server = Server::start_with(
-        &brokers,
-        ServerOptions {
-            listen: Some("0.0.0.0:0".into()),
-            ..ServerOptions::default()
-        }
-        .env("KVSTORE_AUTH__ENABLED", "false"),
-    );
+    let server = Server::start_with(&brokers, off_loopback.env("KVSTORE_AUTH__ENABLED", "false"));
     server
         .wait_log("authentication is OFF", Duration::from_secs(10))
         .await;

@@ -307,20 +307,13 @@ async fn stalled_handshakes_and_slow_headers_are_cut_off_at_the_header_timeout()
     assert_eq!(status, StatusCode::OK);
 }
 
-/// Starts `kvstore serve` with `env`, which must make it refuse to start; its stderr.
+/// The output of a server that must refuse to start with `env`; no broker is needed for that.
 fn refused_start(env: &[(&str, &Path)]) -> String {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_kvstore"));
-    command
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .args(["--brokers", "127.0.0.1:9"])
-        .stdin(Stdio::null());
+    let mut options = ServerOptions::default();
     for (key, value) in env {
-        command.env(key, value);
+        options = options.env(key, &value.to_string_lossy());
     }
-    let output = command.output().expect("kvstore ran");
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
-    stderr
+    Server::refused_start("127.0.0.1:9", options)
 }
 
 #[test]
