@@ -311,10 +311,18 @@ mod tests {
     use super::*;
     use crate::secret::SecretRef;
 
-    fn token(name: &str, env: &str, scopes: &[&str]) -> TokenConfig {
+    /// A token whose secret is in a file of its own: tests run in parallel threads, and
+    /// setting environment variables while others read them is not safe.
+    fn token(name: &str, secret: &str, scopes: &[&str]) -> TokenConfig {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("kvstore-auth-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join(format!("{name}-{n}"));
+        std::fs::write(&path, secret).expect("secret written");
         TokenConfig {
             name: name.into(),
-            secret: SecretRef::Env(env.into()),
+            secret: SecretRef::File(path),
             scopes: scopes.iter().map(|s| s.to_string()).collect(),
         }
     }
@@ -330,18 +338,9 @@ mod tests {
     const WRITER: &str = "writer-secret-0123456789";
 
     fn auth() -> Auth {
-        // SAFETY of the test: the variables are unique to this module's tests.
-        unsafe {
-            std::env::set_var("KVSTORE_AUTH_TEST_READER", READER);
-            std::env::set_var("KVSTORE_AUTH_TEST_WRITER", WRITER);
-        }
         auth_with(vec![
-            token("reader", "KVSTORE_AUTH_TEST_READER", &["read:users*"]),
-            token(
-                "writer",
-                "KVSTORE_AUTH_TEST_WRITER",
-                &["read:*", "write:orders", "admin"],
-            ),
+            token("reader", READER, &["read:users*"]),
+            token("writer", WRITER, &["read:*", "write:orders", "admin"]),
         ])
     }
 
@@ -407,22 +406,14 @@ mod tests {
 
     #[test]
     fn short_and_duplicate_secrets_are_refused() {
-        unsafe {
-            std::env::set_var("KVSTORE_AUTH_TEST_SHORT", "short");
-            std::env::set_var("KVSTORE_AUTH_TEST_DUP", READER);
-            std::env::set_var("KVSTORE_AUTH_TEST_READER2", READER);
-        }
         let mut config = Config::default();
         config.auth.enabled = Some(true);
-        config.auth.tokens = vec![token("s", "KVSTORE_AUTH_TEST_SHORT", &[])];
+        config.auth.tokens = vec![token("s", "short", &[])];
         assert!(matches!(
             Auth::from_config(&config),
             Err(AuthSetupError::TooShort { .. })
         ));
-        config.auth.tokens = vec![
-            token("a", "KVSTORE_AUTH_TEST_DUP", &[]),
-            token("b", "KVSTORE_AUTH_TEST_READER2", &[]),
-        ];
+        config.auth.tokens = vec![token("a", READER, &[]), token("b", READER, &[])];
         assert!(matches!(
             Auth::from_config(&config),
             Err(AuthSetupError::Duplicate(..))
