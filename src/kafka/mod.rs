@@ -3,7 +3,8 @@
 //! - [`Kafka`]: the shared clients (a producer and an admin client) and how every client is
 //!   configured.
 //! - [`admin`]: topic look-up and creation, and the broker reachability probe.
-//! - [`producer`]: writing records and classifying the failures.
+//! - [`producer`]: writing records, holding them back while the producer has five in
+//!   flight, and classifying the failures.
 //! - [`replay`]: the per-topic loop that reads a topic from its beginning into its store.
 
 pub mod admin;
@@ -18,7 +19,6 @@ use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
-use rdkafka::producer::FutureProducer;
 
 use crate::config::{Config, KafkaConfig};
 use crate::secret::SecretError;
@@ -216,7 +216,7 @@ pub struct Kafka {
 struct Inner {
     // Replaced when the broker goes down (see `reset_producer`); a std lock held only to
     // clone or swap the handle.
-    producer: std::sync::RwLock<Arc<FutureProducer<KafkaContext>>>,
+    producer: std::sync::RwLock<Arc<producer::RecordProducer>>,
     admin: rdkafka::admin::AdminClient<KafkaContext>,
     status: Arc<BrokerStatus>,
     config: Arc<Config>,
