@@ -128,17 +128,12 @@ impl Writer {
                 .map_err(|_| WriteError::Overloaded {
                     limit: self.max_pending,
                 })?;
-        let mut deliveries = Vec::with_capacity(records.len());
-        for record in &records {
-            match self.kafka.send(topic.name(), record) {
-                Ok(delivery) => deliveries.push(delivery),
-                Err(error) => {
-                    let sent = deliveries.len();
-                    // Records queued before the failure are still sent.
-                    join_all(deliveries).await;
-                    return Err(self.produce_failed(error, started, sent, records.len()));
-                }
-            }
+        let (deliveries, failure) = self.kafka.send(topic.name(), &records);
+        if let Some(error) = failure {
+            let sent = deliveries.len();
+            // Records queued before the failure are still sent.
+            join_all(deliveries).await;
+            return Err(self.produce_failed(error, started, sent, records.len()));
         }
         let mut offsets = Vec::with_capacity(records.len());
         let mut failure = None;

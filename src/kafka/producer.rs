@@ -91,6 +91,9 @@ const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// written.
 type Reply = oneshot::Sender<Result<i64, ProduceError>>;
 
+/// Where a record's outcome arrives.
+type Outcome = oneshot::Receiver<Result<i64, ProduceError>>;
+
 /// The service's producer: a librdkafka producer, the thread that serves its
 /// acknowledgements, and the window of records held back (see [`IN_FLIGHT_LIMIT`]).
 pub(super) struct RecordProducer {
@@ -152,20 +155,19 @@ pub(super) fn create(config: &Config, context: KafkaContext) -> KafkaResult<Reco
 }
 
 impl RecordProducer {
-    /// Queues `record` for `topic`'s partition 0, behind every record queued before it.
+    /// Queues `records` for `topic`'s partition 0, in order, behind every record queued
+    /// before them; see [`Window::submit`].
     fn send(
         &self,
         topic: &str,
-        record: &OutgoingRecord,
-    ) -> Result<oneshot::Receiver<Result<i64, ProduceError>>, ProduceError> {
-        let (reply, outcome) = oneshot::channel();
+        records: &[OutgoingRecord],
+    ) -> (Vec<Outcome>, Option<ProduceError>) {
         self.client
             .context()
             .window()
-            .submit(topic, record, reply, |topic, record, reply| {
+            .submit(topic, records, |topic, record, reply| {
                 enqueue(&self.client, topic, record, reply)
-            })?;
-        Ok(outcome)
+            })
     }
 
     /// Fails every record not yet acknowledged: those never sent as not written, those sent
@@ -262,26 +264,35 @@ fn enqueue(
 }
 
 impl Window {
-    /// Hands `record` over with `enqueue` if there is room and nothing is held before it;
-    /// holds it back otherwise. Fails only if `enqueue` does.
+    /// Hands `records` over with `enqueue`, all of them, if there is room and nothing is held
+    /// before them; holds them all back otherwise. Keeping one write's records together lets
+    /// librdkafka send them in as few requests as it would unheld. Returns a receiver for
+    /// each record handed over or held, and the error that stopped the rest, if one did.
     fn submit(
         &mut self,
         topic: &str,
-        record: &OutgoingRecord,
-        reply: Reply,
-        enqueue: impl FnOnce(&str, &OutgoingRecord, Reply) -> Result<(), (ProduceError, Reply)>,
-    ) -> Result<(), ProduceError> {
-        if self.unacked < IN_FLIGHT_LIMIT && self.held.is_empty() {
-            enqueue(topic, record, reply).map_err(|(error, _)| error)?;
-            self.unacked += 1;
-        } else {
-            self.held.push_back(Held {
-                topic: topic.to_owned(),
-                record: record.clone(),
-                reply,
-            });
+        records: &[OutgoingRecord],
+        mut enqueue: impl FnMut(&str, &OutgoingRecord, Reply) -> Result<(), (ProduceError, Reply)>,
+    ) -> (Vec<Outcome>, Option<ProduceError>) {
+        let hand_over = self.unacked < IN_FLIGHT_LIMIT && self.held.is_empty();
+        let mut outcomes = Vec::with_capacity(records.len());
+        for record in records {
+            let (reply, outcome) = oneshot::channel();
+            if hand_over {
+                if let Err((error, _)) = enqueue(topic, record, reply) {
+                    return (outcomes, Some(error));
+                }
+                self.unacked += 1;
+            } else {
+                self.held.push_back(Held {
+                    topic: topic.to_owned(),
+                    record: record.clone(),
+                    reply,
+                });
+            }
+            outcomes.push(outcome);
         }
-        Ok(())
+        (outcomes, None)
     }
 
     /// Counts one acknowledgement (or failure); returns whether held records may go now.
@@ -355,30 +366,39 @@ impl Kafka {
         });
     }
 
-    /// Queues `record` for `topic`'s partition 0. Records queued one after another are written
-    /// in that order. The returned future resolves to the record's offset, or fails once
-    /// `write_timeout` has passed without an acknowledgement.
+    /// Queues `records` for `topic`'s partition 0, in order; records queued one after another
+    /// are written in that order. Returns a future per record queued, resolving to its offset
+    /// or failing once `write_timeout` has passed without an acknowledgement, and the error
+    /// that stopped the rest from being queued, if one did (those queued are still written).
     pub fn send(
         &self,
         topic: &str,
-        record: &OutgoingRecord,
-    ) -> Result<impl Future<Output = Result<i64, ProduceError>> + use<>, ProduceError> {
-        let outcome = self.producer().send(topic, record)?;
+        records: &[OutgoingRecord],
+    ) -> (
+        Vec<impl Future<Output = Result<i64, ProduceError>> + use<>>,
+        Option<ProduceError>,
+    ) {
+        let (outcomes, failure) = self.producer().send(topic, records);
         let timeout = self.config().write_timeout;
-        Ok(async move {
-            match tokio::time::timeout(timeout, outcome).await {
-                Ok(Ok(result)) => result,
-                Ok(Err(_canceled)) => Err(ProduceError::Unknown(
-                    "the producer shut down before the broker answered".into(),
-                )),
-                // librdkafka's `message.timeout.ms` starts only when a held record is handed
-                // over, so a record held behind slow acknowledgements is bounded here.
-                Err(_elapsed) => Err(ProduceError::Unknown(format!(
-                    "no acknowledgement within {}",
-                    humantime::format_duration(timeout)
-                ))),
-            }
-        })
+        let deliveries = outcomes
+            .into_iter()
+            .map(|outcome| async move {
+                match tokio::time::timeout(timeout, outcome).await {
+                    Ok(Ok(result)) => result,
+                    Ok(Err(_canceled)) => Err(ProduceError::Unknown(
+                        "the producer shut down before the broker answered".into(),
+                    )),
+                    // librdkafka's `message.timeout.ms` starts only when a held record is
+                    // handed over, so a record held behind slow acknowledgements is bounded
+                    // here.
+                    Err(_elapsed) => Err(ProduceError::Unknown(format!(
+                        "no acknowledgement within {}",
+                        humantime::format_duration(timeout)
+                    ))),
+                }
+            })
+            .collect();
+        (deliveries, failure)
     }
 
     /// Waits up to `timeout` for queued records to be sent, at shutdown.
@@ -418,8 +438,6 @@ fn classify(error: &KafkaError) -> ProduceError {
 mod tests {
     use super::*;
 
-    type Outcome = oneshot::Receiver<Result<i64, ProduceError>>;
-
     /// A window whose hand-overs are recorded instead of going to librdkafka.
     #[derive(Default)]
     struct Harness {
@@ -447,21 +465,22 @@ mod tests {
             Ok(())
         }
 
-        fn submit(&mut self, key: &str) -> Outcome {
-            let (reply, outcome) = oneshot::channel();
-            let record = OutgoingRecord {
-                key: key.as_bytes().to_vec(),
-                value: Some(b"v".to_vec()),
-                content_type: None,
-            };
-            let mut window = std::mem::take(&mut self.window);
-            window
-                .submit("t", &record, reply, |_, record, reply| {
-                    self.hand_over(record, reply)
+        fn submit(&mut self, keys: &[&str]) -> Vec<Outcome> {
+            let records: Vec<OutgoingRecord> = keys
+                .iter()
+                .map(|key| OutgoingRecord {
+                    key: key.as_bytes().to_vec(),
+                    value: Some(b"v".to_vec()),
+                    content_type: None,
                 })
-                .expect("queued");
+                .collect();
+            let mut window = std::mem::take(&mut self.window);
+            let (outcomes, failure) = window.submit("t", &records, |_, record, reply| {
+                self.hand_over(record, reply)
+            });
             self.window = window;
-            outcome
+            assert!(failure.is_none());
+            outcomes
         }
 
         fn release(&mut self) {
@@ -479,14 +498,14 @@ mod tests {
     fn records_go_straight_up_to_the_limit_then_wait_and_leave_in_order() {
         let mut harness = Harness::default();
         for key in ["a", "b", "c", "d", "e", "f", "g"] {
-            let _outcome = harness.submit(key);
+            harness.submit(&[key]);
         }
         assert_eq!(harness.sent, keys(&["a", "b", "c", "d", "e"]));
         assert_eq!(harness.window.held.len(), 2);
 
         // Room again, but held records go first: a new one queues behind them.
         assert!(harness.window.acknowledge());
-        let _outcome = harness.submit("h");
+        harness.submit(&["h"]);
         assert_eq!(harness.sent.len(), 5);
         harness.release();
         assert_eq!(
@@ -500,15 +519,47 @@ mod tests {
     }
 
     #[test]
-    fn a_record_that_cannot_be_handed_over_fails_with_every_record_after_it() {
+    fn the_records_of_one_write_stay_together() {
         let mut harness = Harness::default();
-        for key in ["a", "b", "c", "d", "e"] {
-            let _outcome = harness.submit(key);
-        }
-        let mut held: Vec<Outcome> = ["f", "g", "h"]
+        harness.submit(&["a", "b", "c", "d"]);
+        // Room for one more record: the whole write goes.
+        harness.submit(&["e", "f", "g"]);
+        assert_eq!(harness.sent, keys(&["a", "b", "c", "d", "e", "f", "g"]));
+        // No room: the whole write waits.
+        harness.submit(&["h", "i"]);
+        assert_eq!(harness.sent.len(), 7);
+        assert_eq!(harness.window.held.len(), 2);
+    }
+
+    #[test]
+    fn a_failed_hand_over_stops_the_write_it_belongs_to() {
+        let mut harness = Harness {
+            refuse: Some("b"),
+            ..Harness::default()
+        };
+        let records: Vec<OutgoingRecord> = ["a", "b", "c"]
             .into_iter()
-            .map(|key| harness.submit(key))
+            .map(|key| OutgoingRecord {
+                key: key.as_bytes().to_vec(),
+                value: None,
+                content_type: None,
+            })
             .collect();
+        let mut window = std::mem::take(&mut harness.window);
+        let (outcomes, failure) = window.submit("t", &records, |_, record, reply| {
+            harness.hand_over(record, reply)
+        });
+        assert_eq!(outcomes.len(), 1);
+        assert!(matches!(failure, Some(ProduceError::QueueFull)));
+        assert_eq!(harness.sent, keys(&["a"]));
+        assert_eq!(window.unacked, 1);
+    }
+
+    #[test]
+    fn a_held_record_that_cannot_be_handed_over_fails_with_every_record_after_it() {
+        let mut harness = Harness::default();
+        harness.submit(&["a", "b", "c", "d", "e"]);
+        let mut held = harness.submit(&["f", "g", "h"]);
         harness.refuse = Some("g");
         assert!(harness.window.acknowledge());
         harness.release();
@@ -528,17 +579,15 @@ mod tests {
     #[test]
     fn failing_the_held_records_answers_each_and_keeps_those_in_flight() {
         let mut harness = Harness::default();
-        let mut outcomes: Vec<Outcome> = ["a", "b", "c", "d", "e", "f", "g"]
-            .into_iter()
-            .map(|key| harness.submit(key))
-            .collect();
+        let mut in_flight = harness.submit(&["a", "b", "c", "d", "e"]);
+        let mut held = harness.submit(&["f", "g"]);
         harness
             .window
             .fail_held(&ProduceError::NotWritten("down".into()));
         assert!(harness.window.held.is_empty());
         assert_eq!(harness.window.unacked, 5);
-        assert!(matches!(outcomes[4].try_recv(), Ok(None)));
-        for outcome in &mut outcomes[5..] {
+        assert!(matches!(in_flight[4].try_recv(), Ok(None)));
+        for outcome in &mut held {
             assert!(matches!(
                 outcome.try_recv(),
                 Ok(Some(Err(ProduceError::NotWritten(_))))
