@@ -147,6 +147,16 @@ for clients in 1 16 64; do
   bench "put-$clients" --url "$kv_url" --topic "put-$clients" --scenario put \
     --concurrency "$clients" --duration "${seconds}s" --value-size "$value_size"
   stop "$kv_pid"
+  if [ "$clients" -eq 1 ]; then
+    kvstore_server floors
+    step "3/11 what a 1-client PUT is made of: GET /healthz, 1 client (the HTTP floor)"
+    bench healthz-1 --url "$kv_url" --scenario healthz --concurrency 1 --duration "${seconds}s"
+    step "3/11 ... and the produce floor while a kvstore replica follows the topic"
+    curl -sf -o /dev/null -X PUT --data-binary x "$kv_url/v1/floor-followed/keys/attach"
+    bench produce-followed --scenario produce --brokers "$broker" --topic floor-followed \
+      --duration "${seconds}s" --value-size "$value_size"
+    stop "$kv_pid"
+  fi
 done
 
 for size in 100 1000; do
