@@ -3,7 +3,7 @@
 //! - [`Kafka`]: the shared clients (a producer and an admin client) and how every client is
 //!   configured.
 //! - [`admin`]: topic look-up and creation, and the broker reachability probe.
-//! - [`producer`]: writing records, holding them back while the producer has five in
+//! - [`producer`]: writing records, holding a topic's back while five of them are in
 //!   flight, and classifying the failures.
 //! - [`replay`]: the per-topic loop that reads a topic from its beginning into its store.
 

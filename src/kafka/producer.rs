@@ -1,7 +1,7 @@
 //! Writing records: one idempotent producer shared by every topic, and what its failures mean
 //! for the client.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
@@ -72,8 +72,8 @@ pub fn settings(config: &Config) -> Vec<(&'static str, String)> {
     ]
 }
 
-/// Most records handed to librdkafka and not yet acknowledged; the rest wait in the
-/// producer's [`Window`] until an acknowledgement makes room.
+/// Most records of one topic handed to librdkafka and not yet acknowledged; the rest wait in
+/// the topic's [`Window`] until an acknowledgement makes room.
 ///
 /// librdkafka's idempotent producer sends no further request for a partition while five of
 /// its messages are in flight, and while messages wait for that with `linger.ms` past, its
@@ -95,7 +95,7 @@ type Reply = oneshot::Sender<Result<i64, ProduceError>>;
 type Outcome = oneshot::Receiver<Result<i64, ProduceError>>;
 
 /// The service's producer: a librdkafka producer, the thread that serves its
-/// acknowledgements, and the window of records held back (see [`IN_FLIGHT_LIMIT`]).
+/// acknowledgements, and per topic the window of records held back (see [`IN_FLIGHT_LIMIT`]).
 pub(super) struct RecordProducer {
     client: Arc<BaseProducer<Acknowledgements>>,
     stop: Arc<AtomicBool>,
@@ -106,7 +106,9 @@ pub(super) struct RecordProducer {
 /// answered and counted.
 struct Acknowledgements {
     context: KafkaContext,
-    window: Mutex<Window>,
+    /// A window per topic with records unacknowledged or held: librdkafka's limit is per
+    /// partition, and a topic has one.
+    windows: Mutex<HashMap<String, Window>>,
     /// The producer, for handing held records over. Weak: the producer owns this context.
     producer: OnceLock<Weak<BaseProducer<Acknowledgements>>>,
 }
@@ -119,7 +121,6 @@ struct Window {
 }
 
 struct Held {
-    topic: String,
     record: OutgoingRecord,
     reply: Reply,
 }
@@ -128,7 +129,7 @@ struct Held {
 pub(super) fn create(config: &Config, context: KafkaContext) -> KafkaResult<RecordProducer> {
     let acknowledgements = Acknowledgements {
         context,
-        window: Mutex::default(),
+        windows: Mutex::default(),
         producer: OnceLock::new(),
     };
     let client: Arc<BaseProducer<Acknowledgements>> =
@@ -162,23 +163,22 @@ impl RecordProducer {
         topic: &str,
         records: &[OutgoingRecord],
     ) -> (Vec<Outcome>, Option<ProduceError>) {
-        self.client
-            .context()
-            .window()
-            .submit(topic, records, |topic, record, reply| {
-                enqueue(&self.client, topic, record, reply)
-            })
+        let mut windows = self.client.context().windows();
+        let window = match windows.get_mut(topic) {
+            Some(window) => window,
+            None => windows.entry(topic.to_owned()).or_default(),
+        };
+        window.submit(records, |record, reply| {
+            enqueue(&self.client, topic, record, reply)
+        })
     }
 
     /// Fails every record not yet acknowledged: those never sent as not written, those sent
     /// as of unknown outcome.
     fn purge(&self) {
-        self.client
-            .context()
-            .window()
-            .fail_held(&ProduceError::NotWritten(
-                "the broker went down before the write was sent".into(),
-            ));
+        self.client.context().fail_held(&ProduceError::NotWritten(
+            "the broker went down before the write was sent".into(),
+        ));
         self.client.purge(PurgeConfig::default().queue().inflight());
     }
 }
@@ -189,21 +189,25 @@ impl Drop for RecordProducer {
         if let Some(poller) = self.poller.take() {
             let _ = poller.join();
         }
-        self.client
-            .context()
-            .window()
-            .fail_held(&ProduceError::NotWritten(
-                "the service stopped before the write was sent".into(),
-            ));
+        self.client.context().fail_held(&ProduceError::NotWritten(
+            "the service stopped before the write was sent".into(),
+        ));
         // Dropping the client then purges what librdkafka still holds and serves the last
         // acknowledgements.
     }
 }
 
 impl Acknowledgements {
-    fn window(&self) -> MutexGuard<'_, Window> {
+    fn windows(&self) -> MutexGuard<'_, HashMap<String, Window>> {
         // Held only to count and to hand records over, never across `.await`.
-        self.window.lock().unwrap_or_else(PoisonError::into_inner)
+        self.windows.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Fails every held record of every topic with `error`.
+    fn fail_held(&self, error: &ProduceError) {
+        for window in self.windows().values_mut() {
+            window.fail_held(error);
+        }
     }
 }
 
@@ -221,20 +225,25 @@ impl ProducerContext for Acknowledgements {
     type DeliveryOpaque = Box<Reply>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, reply: Box<Reply>) {
-        let outcome = match result {
-            Ok(message) => Ok(message.offset()),
-            Err((error, _)) => Err(classify(error)),
+        let (outcome, topic) = match result {
+            Ok(message) => (Ok(message.offset()), message.topic()),
+            Err((error, message)) => (Err(classify(error)), message.topic()),
         };
         // The writer may have stopped waiting (its request timed out).
         let _ = reply.send(outcome);
-        let mut window = self.window();
-        if !window.acknowledge() {
+        let mut windows = self.windows();
+        let Some(window) = windows.get_mut(topic) else {
             return;
+        };
+        if window.acknowledge() {
+            // Upgrading fails only while the producer is being dropped; the drop fails the
+            // held records itself.
+            if let Some(producer) = self.producer.get().and_then(Weak::upgrade) {
+                window.release(|record, reply| enqueue(&producer, topic, record, reply));
+            }
         }
-        // Upgrading fails only while the producer is being dropped; the drop fails the
-        // held records itself.
-        if let Some(producer) = self.producer.get().and_then(Weak::upgrade) {
-            window.release(|topic, record, reply| enqueue(&producer, topic, record, reply));
+        if window.is_idle() {
+            windows.remove(topic);
         }
     }
 }
@@ -270,22 +279,20 @@ impl Window {
     /// each record handed over or held, and the error that stopped the rest, if one did.
     fn submit(
         &mut self,
-        topic: &str,
         records: &[OutgoingRecord],
-        mut enqueue: impl FnMut(&str, &OutgoingRecord, Reply) -> Result<(), (ProduceError, Reply)>,
+        mut enqueue: impl FnMut(&OutgoingRecord, Reply) -> Result<(), (ProduceError, Reply)>,
     ) -> (Vec<Outcome>, Option<ProduceError>) {
-        let hand_over = self.unacked < IN_FLIGHT_LIMIT && self.held.is_empty();
+        let hand_over = self.has_room();
         let mut outcomes = Vec::with_capacity(records.len());
         for record in records {
             let (reply, outcome) = oneshot::channel();
             if hand_over {
-                if let Err((error, _)) = enqueue(topic, record, reply) {
+                if let Err((error, _)) = enqueue(record, reply) {
                     return (outcomes, Some(error));
                 }
                 self.unacked += 1;
             } else {
                 self.held.push_back(Held {
-                    topic: topic.to_owned(),
                     record: record.clone(),
                     reply,
                 });
@@ -305,10 +312,10 @@ impl Window {
     /// every record after it fail, so that nothing after a failed record is written.
     fn release(
         &mut self,
-        mut enqueue: impl FnMut(&str, &OutgoingRecord, Reply) -> Result<(), (ProduceError, Reply)>,
+        mut enqueue: impl FnMut(&OutgoingRecord, Reply) -> Result<(), (ProduceError, Reply)>,
     ) {
         while let Some(held) = self.held.pop_front() {
-            match enqueue(&held.topic, &held.record, held.reply) {
+            match enqueue(&held.record, held.reply) {
                 Ok(()) => self.unacked += 1,
                 Err((error, reply)) => {
                     let _ = reply.send(Err(error.clone()));
@@ -317,6 +324,16 @@ impl Window {
                 }
             }
         }
+    }
+
+    /// Whether a write submitted now goes to librdkafka at once.
+    fn has_room(&self) -> bool {
+        self.unacked < IN_FLIGHT_LIMIT && self.held.is_empty()
+    }
+
+    /// Whether nothing is unacknowledged or held: the window can go.
+    fn is_idle(&self) -> bool {
+        self.unacked == 0 && self.held.is_empty()
     }
 
     /// Fails every held record with `error`; they were never handed over.
@@ -475,9 +492,8 @@ mod tests {
                 })
                 .collect();
             let mut window = std::mem::take(&mut self.window);
-            let (outcomes, failure) = window.submit("t", &records, |_, record, reply| {
-                self.hand_over(record, reply)
-            });
+            let (outcomes, failure) =
+                window.submit(&records, |record, reply| self.hand_over(record, reply));
             self.window = window;
             assert!(failure.is_none());
             outcomes
@@ -485,7 +501,7 @@ mod tests {
 
         fn release(&mut self) {
             let mut window = std::mem::take(&mut self.window);
-            window.release(|_, record, reply| self.hand_over(record, reply));
+            window.release(|record, reply| self.hand_over(record, reply));
             self.window = window;
         }
     }
@@ -546,9 +562,8 @@ mod tests {
             })
             .collect();
         let mut window = std::mem::take(&mut harness.window);
-        let (outcomes, failure) = window.submit("t", &records, |_, record, reply| {
-            harness.hand_over(record, reply)
-        });
+        let (outcomes, failure) =
+            window.submit(&records, |record, reply| harness.hand_over(record, reply));
         assert_eq!(outcomes.len(), 1);
         assert!(matches!(failure, Some(ProduceError::QueueFull)));
         assert_eq!(harness.sent, keys(&["a"]));
