@@ -4,10 +4,12 @@
 Usage: bench_report.py WORKDIR
 
 WORKDIR holds the JSON reports of `kvstore bench --json`, one file a scenario, plus
-replay.json, memory.json and machine.json written by bench.sh.
+machine.json and, for each round of the replay, consume-N.json (a bench report),
+replay-N.json and memory-N.json written by bench.sh.
 """
 
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -31,6 +33,18 @@ def ms(value):
 
 def count(value):
     return f"{value:,.0f}"
+
+
+def rounds(workdir, name):
+    """The reports NAME-1.json, NAME-2.json, ... in round order."""
+    files = sorted(workdir.glob(f"{name}-*.json"), key=lambda f: int(f.stem.rsplit("-", 1)[1]))
+    if not files:
+        sys.exit(f"no {name}-N.json in {workdir}")
+    return [json.loads(f.read_text()) for f in files]
+
+
+def rates(values):
+    return ", ".join(f"{v / 1e6:.2f}M" for v in values)
 
 
 def ratio(numerator, denominator):
@@ -63,17 +77,29 @@ def main():
         for name in [
             "produce", "roundtrip", "healthz-1", "produce-followed", "put-1", "put-16", "put-64", "batch-100", "batch-1000",
             "get-64", "healthz-64", "etcd-put-1", "etcd-put-16", "etcd-put-64", "etcd-get-64",
-            "consume", "replay", "memory", "get-during-replay", "machine",
+            "get-during-replay", "machine",
         ]
     }
     machine = r["machine"]
-    replay = r["replay"]
-    memory = r["memory"]
-    consume = r["consume"]
-    replay_rate = replay["records"] / replay["seconds"]
-    consume_rate = consume["operations_per_second"]
-    rss_growth = (memory["rss_after_kib"] - memory["rss_before_kib"]) * 1024
-    bytes_per_key = rss_growth / replay["keys"]
+    # Row 9 and 10: the median of the rounds, each a bare consumer read and a replica's replay.
+    replays = rounds(workdir, "replay")
+    consumes = rounds(workdir, "consume")
+    memories = rounds(workdir, "memory")
+    replay = replays[0]
+    replay_rates = [one["records"] / one["seconds"] for one in replays]
+    consume_rates = [one["operations_per_second"] for one in consumes]
+    replay_rate = statistics.median(replay_rates)
+    consume_rate = statistics.median(consume_rates)
+    replay_seconds = statistics.median(one["seconds"] for one in replays)
+    consume_seconds = statistics.median(one["elapsed_seconds"] for one in consumes)
+    per_key = [
+        ((m["rss_after_kib"] - m["rss_before_kib"]) * 1024 / one["keys"], m)
+        for m, one in zip(memories, replays)
+    ]
+    # The median round itself (the lower middle one of an even count), for its VmRSS figures.
+    per_key.sort(key=lambda pair: pair[0])
+    bytes_per_key, memory = per_key[(len(per_key) - 1) // 2]
+    of_rounds = f"median of {len(replays)} rounds" if len(replays) > 1 else "one round"
     memory_gib = machine["memory_kib"] / 1024 / 1024
 
     def batch_notes(report):
@@ -119,12 +145,12 @@ def main():
         row(8, f"etcd GET (JSON gateway), {count(machine['get_keys'])} keys", r["etcd-get-64"],
             "linearizable reads, etcd's default"),
         f"| 9 | replay: a fresh replica attaches {count(replay['records'])} records | 1 | "
-        f"{count(replay_rate)} records/s | | | {replay['seconds']:.2f} s from first request "
-        f"to ready |",
-        row(9, "bare consumer reading the same topic", consume,
-            f"{consume['elapsed_seconds']:.2f} s to the end of the topic"),
+        f"{count(replay_rate)} records/s | | | {of_rounds} ({rates(replay_rates)}); "
+        f"{replay_seconds:.2f} s from first request to ready |",
+        f"| 9 | bare consumer reading the same topic | 1 | {count(consume_rate)} records/s | | | "
+        f"{of_rounds} ({rates(consume_rates)}); {consume_seconds:.2f} s to the end of the topic |",
         f"| 10 | memory: replica's resident bytes per key | | {bytes_per_key:.0f} B/key | | | "
-        f"VmRSS {memory['rss_before_kib'] / 1024:.0f} MiB before attaching, "
+        f"{of_rounds}; VmRSS {memory['rss_before_kib'] / 1024:.0f} MiB before attaching, "
         f"{memory['rss_after_kib'] / 1024:.0f} MiB after, for {count(replay['keys'])} keys; "
         f"raw key + value {RAW_RECORD_BYTES} B |",
         row(11, f"kvstore GET, {count(machine['get_keys'])} keys, while the server replays "
@@ -152,7 +178,9 @@ def main():
         f"{ratio(r['get-64']['operations_per_second'], r['etcd-get-64']['operations_per_second'])}",
         f"- kvstore GET p99 while replaying another topic / without (64 clients): "
         f"{ratio(r['get-during-replay']['latency_ms']['p99'], r['get-64']['latency_ms']['p99'])}",
-        f"- replay rate / bare consumer rate: {ratio(replay_rate, consume_rate)}",
+        f"- replay rate / bare consumer rate (medians): {ratio(replay_rate, consume_rate)}; "
+        f"round by round: "
+        f"{', '.join(ratio(a, b) for a, b in zip(replay_rates, consume_rates))}",
         f"- resident bytes per key / raw key + value bytes: "
         f"{ratio(bytes_per_key, RAW_RECORD_BYTES)}",
         "",
