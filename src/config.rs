@@ -4,13 +4,14 @@
 //! Loading ([`Config::figment`]) and checking ([`Config::from_figment`]) are separate steps so
 //! that every error names the key it is about.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
 use serde::{Deserialize, Serialize};
 
 use crate::secret::SecretRef;
@@ -486,7 +487,7 @@ impl Config {
                 .any(|known| top.eq_ignore_ascii_case(known))
         });
         Ok(figment
-            .merge(env)
+            .merge(Environment::new(env))
             .merge(Serialized::defaults(overrides.clone())))
     }
 
@@ -727,6 +728,82 @@ fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
     }
 }
 
+/// The `KVSTORE_*` variables as figment's [`Env`] reads them, except that a setting whose
+/// default is a string keeps the variable's text as it is. figment reads every value as TOML
+/// would, so `KVSTORE_KAFKA__SASL__USERNAME=007` would be the number 7 (and refused), though a
+/// Kafka user name taken from a Kubernetes Secret can be all digits. A quoted value (`"007"`)
+/// is still read as the text inside the quotes.
+struct Environment {
+    env: Env,
+    /// The dotted keys whose default is a string.
+    string_keys: BTreeSet<String>,
+}
+
+impl Environment {
+    fn new(env: Env) -> Environment {
+        let mut string_keys = BTreeSet::new();
+        if let Ok(defaults) = Value::serialize(Config::default()) {
+            collect_string_keys("", &defaults, &mut string_keys);
+        }
+        Environment { env, string_keys }
+    }
+}
+
+impl Provider for Environment {
+    fn metadata(&self) -> Metadata {
+        self.env.metadata()
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let mut dict = Dict::new();
+        for (key, text) in self.env.iter() {
+            let parsed: Value = text.parse().unwrap_or_else(|never| match never {});
+            let value = match parsed {
+                Value::String(..) => parsed,
+                _ if self.string_keys.contains(key.as_str()) => Value::from(text),
+                _ => parsed,
+            };
+            if let Value::Dict(_, nested) = figment::util::nest(key.as_str(), value) {
+                merge_dicts(&mut dict, nested);
+            }
+        }
+        Ok(Profile::Default.collect(dict))
+    }
+}
+
+fn collect_string_keys(path: &str, value: &Value, keys: &mut BTreeSet<String>) {
+    match value {
+        Value::String(..) => {
+            keys.insert(path.to_owned());
+        }
+        Value::Dict(_, dict) => {
+            for (name, value) in dict {
+                let path = if path.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{path}.{name}")
+                };
+                collect_string_keys(&path, value, keys);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Merges `from` into `into`, nested tables key by key.
+fn merge_dicts(into: &mut Dict, from: Dict) {
+    for (name, value) in from {
+        match (into.get_mut(&name), value) {
+            (Some(Value::Dict(_, existing)), Value::Dict(_, nested)) => {
+                merge_dicts(existing, nested);
+            }
+            (_, value) => {
+                into.insert(name, value);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 #[expect(
     clippy::result_large_err,
@@ -891,13 +968,19 @@ mod tests {
             jail.set_env("KVSTORE_KAFKA__SECURITY_PROTOCOL", "sasl_ssl");
             let err = load_in_jail(&Overrides::default()).expect_err("needs a user");
             assert!(err.contains("kafka.sasl.username"), "{err}");
-            jail.set_env("KVSTORE_KAFKA__SASL__USERNAME", "kv");
+            jail.set_env("KVSTORE_KAFKA__SASL__USERNAME", "007");
             let err = load_in_jail(&Overrides::default()).expect_err("needs a password");
             assert!(err.contains("kafka.sasl.password"), "{err}");
             jail.set_env("KVSTORE_KAFKA__SASL__PASSWORD__FILE", "/run/secrets/kafka");
             jail.set_env("KVSTORE_KAFKA__SASL__MECHANISM", "SCRAM-SHA-512");
             let config = load_in_jail(&Overrides::default()).expect("loads");
             assert_eq!(config.kafka.sasl.mechanism, SaslMechanism::ScramSha512);
+            // A string setting keeps the variable's text, digits and all; quoted, the text
+            // inside the quotes.
+            assert_eq!(config.kafka.sasl.username, "007");
+            jail.set_env("KVSTORE_KAFKA__SASL__USERNAME", r#""true""#);
+            let config = load_in_jail(&Overrides::default()).expect("loads");
+            assert_eq!(config.kafka.sasl.username, "true");
 
             jail.set_env("KVSTORE_KAFKA__SECURITY_PROTOCOL", "sasl_plaintext");
             jail.set_env("KVSTORE_KAFKA__TLS__CA_FILE", "/etc/ca.pem");
