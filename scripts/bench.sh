@@ -3,22 +3,22 @@
 # bare Kafka producer and consumer, HTTP alone) and beside etcd, with `kvstore bench`; writes
 # the table to bench/RESULTS.md and prints it.
 #
-# Starts a Tansu broker (memory storage), kvstore servers and etcd 3.4 on free loopback ports,
-# and stops them all on exit. Each kvstore scenario gets a fresh server and a fresh topic, so
-# no earlier scenario's topics are being replayed (fetched every 10 ms) while it runs. Needs
-# the release build (`make bench` builds it), Python 3, and etcd (Debian's etcd-server,
-# installed with apt-get when missing if run as root).
+# Starts Tansu brokers (memory storage), kvstore servers and etcd 3.4 on free loopback ports,
+# and stops them all on exit. Each kvstore scenario gets a fresh broker, server and topic, so
+# no earlier scenario's topics are being replayed (fetched every 10 ms) or fill the broker
+# while it runs. Needs the release build (`make bench` builds it), Python 3, and etcd
+# (Debian's etcd-server, installed with apt-get when missing if run as root).
 #
 #   BENCH_SECONDS          seconds per measured scenario (default 10)
 #   BENCH_REPLAY_RECORDS   records in the replay topic, a multiple of 1000 (default 1000000)
-#   BENCH_REPLAY_ROUNDS    rounds of bare consumer and replica replay, medians reported (default 3)
+#   BENCH_ROUNDS           rounds of each measurement a target ratio is taken from (default 3)
 #   BENCH_OUTPUT           where to write the table (default bench/RESULTS.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seconds="${BENCH_SECONDS:-10}"
 replay_records="${BENCH_REPLAY_RECORDS:-1000000}"
-replay_rounds="${BENCH_REPLAY_ROUNDS:-3}"
+rounds="${BENCH_ROUNDS:-3}"
 output="${BENCH_OUTPUT:-bench/RESULTS.md}"
 kvstore=target/release/kvstore
 value_size=100
@@ -32,8 +32,8 @@ if [ $((replay_records % 1000)) -ne 0 ] || [ "$replay_records" -le 0 ]; then
   echo "BENCH_REPLAY_RECORDS must be a positive multiple of 1000" >&2
   exit 2
 fi
-if ! [ "$replay_rounds" -ge 1 ] 2>/dev/null; then
-  echo "BENCH_REPLAY_ROUNDS must be a positive whole number" >&2
+if ! [ "$rounds" -ge 1 ] 2>/dev/null; then
+  echo "BENCH_ROUNDS must be a positive whole number" >&2
   exit 2
 fi
 
@@ -113,17 +113,27 @@ load_average() {
 
 load_at_start="$(load_average)"
 
-# The broker.
+# The broker: a fresh one for each scenario (or round), as Tansu's memory storage slows down
+# as it fills (64-client PUT rounds on fresh topics of one broker: 16.2k, 13.0k, 10.1k ops/s).
 tansu="$(scripts/tansu.sh memory)"
-broker_port="$(free_port)"
-broker="127.0.0.1:$broker_port"
-mkdir -p "$work/tansu"
-(cd "$work/tansu" && exec "$tansu" broker \
-  --listener-url "tcp://$broker" \
-  --advertised-listener-url "tcp://$broker" \
-  --storage-engine memory://tansu/ >"$work/tansu.log" 2>&1) &
-pids+=($!)
-wait_for_port "$broker_port"
+broker_pid=""
+
+# start_broker: stops the running broker, if any, and starts an empty one; sets broker.
+start_broker() {
+  if [ -n "$broker_pid" ]; then stop "$broker_pid"; fi
+  local port
+  port="$(free_port)"
+  broker="127.0.0.1:$port"
+  rm -rf "$work/tansu"
+  mkdir -p "$work/tansu"
+  (cd "$work/tansu" && exec "$tansu" broker \
+    --listener-url "tcp://$broker" \
+    --advertised-listener-url "tcp://$broker" \
+    --storage-engine memory://tansu/ >>"$work/tansu.log" 2>&1) &
+  broker_pid=$!
+  pids+=("$broker_pid")
+  wait_for_port "$port"
+}
 
 # etcd, installed before anything is measured.
 if ! command -v etcd >/dev/null; then
@@ -136,50 +146,66 @@ if ! command -v etcd >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends etcd-server >&2
 fi
 
-step "1/11 produce floor: bare producer, service settings, 1 record at a time"
-bench produce --scenario produce --brokers "$broker" --topic floor-produce \
-  --duration "${seconds}s" --value-size "$value_size"
+# The measurements a target ratio is taken from run in rounds, each round measuring both
+# sides of the ratio one right after the other; the report takes the median of the rounds'
+# ratios. A shared machine's speed drifts over minutes: with one measurement of each side, a
+# minute apart, GET against /healthz came out anywhere from 0.68 to 1.05 in seven runs.
+for round in $(seq "$rounds"); do
+  start_broker
+  step "1/11 round $round/$rounds: produce floor, bare producer, service settings, 1 record at a time"
+  bench "produce-$round" --scenario produce --brokers "$broker" --topic "floor-produce-$round" \
+    --duration "${seconds}s" --value-size "$value_size"
+
+  step "3/11 round $round/$rounds: kvstore PUT, 1 client"
+  kvstore_server "put-1-$round"
+  bench "put-1-$round" --url "$kv_url" --topic "put-1-$round" --scenario put \
+    --concurrency 1 --duration "${seconds}s" --value-size "$value_size"
+  stop "$kv_pid"
+
+  kvstore_server "floors-$round"
+  step "3/11 round $round/$rounds: what a 1-client PUT is made of: GET /healthz, 1 client (the HTTP floor)"
+  bench "healthz-1-$round" --url "$kv_url" --scenario healthz --concurrency 1 \
+    --duration "${seconds}s"
+  step "3/11 round $round/$rounds: ... and the produce floor while a kvstore replica follows the topic"
+  curl -sf -o /dev/null -X PUT --data-binary x "$kv_url/v1/floor-followed-$round/keys/attach"
+  bench "produce-followed-$round" --scenario produce --brokers "$broker" \
+    --topic "floor-followed-$round" --duration "${seconds}s" --value-size "$value_size"
+  stop "$kv_pid"
+done
 
 step "2/11 round-trip floor: produce 1 record, consume it back"
+start_broker
 bench roundtrip --scenario roundtrip --brokers "$broker" --topic floor-roundtrip \
   --duration "${seconds}s" --value-size "$value_size"
 
-for clients in 1 16 64; do
-  case "$clients" in
-    1) step "3/11 kvstore PUT, 1 client" ;;
-    *) step "4/11 kvstore PUT, $clients clients" ;;
-  esac
-  kvstore_server "put-$clients"
-  bench "put-$clients" --url "$kv_url" --topic "put-$clients" --scenario put \
-    --concurrency "$clients" --duration "${seconds}s" --value-size "$value_size"
-  stop "$kv_pid"
-  if [ "$clients" -eq 1 ]; then
-    kvstore_server floors
-    step "3/11 what a 1-client PUT is made of: GET /healthz, 1 client (the HTTP floor)"
-    bench healthz-1 --url "$kv_url" --scenario healthz --concurrency 1 --duration "${seconds}s"
-    step "3/11 ... and the produce floor while a kvstore replica follows the topic"
-    curl -sf -o /dev/null -X PUT --data-binary x "$kv_url/v1/floor-followed/keys/attach"
-    bench produce-followed --scenario produce --brokers "$broker" --topic floor-followed \
-      --duration "${seconds}s" --value-size "$value_size"
-    stop "$kv_pid"
-  fi
-done
+step "4/11 kvstore PUT, 16 clients"
+start_broker
+kvstore_server put-16
+bench put-16 --url "$kv_url" --topic put-16 --scenario put \
+  --concurrency 16 --duration "${seconds}s" --value-size "$value_size"
+stop "$kv_pid"
 
 for size in 100 1000; do
   step "5/11 kvstore batch of $size operations, 1 client"
+  start_broker
   kvstore_server "batch-$size"
   bench "batch-$size" --url "$kv_url" --topic "batch-$size" --scenario batch \
     --batch-size "$size" --keys 1000000 --duration "${seconds}s" --value-size "$value_size"
   stop "$kv_pid"
 done
 
-step "6/11 kvstore GET, 64 clients, $get_keys keys (prefilled)"
+start_broker
 kvstore_server get
-bench get-64 --url "$kv_url" --topic get --scenario get --concurrency 64 \
-  --keys "$get_keys" --prefill --duration "${seconds}s" --value-size "$value_size"
-
-step "7/11 kvstore GET /healthz, 64 clients, same server"
-bench healthz-64 --url "$kv_url" --scenario healthz --concurrency 64 --duration "${seconds}s"
+prefill=(--prefill) # the first round writes the keys first
+for round in $(seq "$rounds"); do
+  step "6/11 round $round/$rounds: kvstore GET, 64 clients, $get_keys keys"
+  bench "get-64-$round" --url "$kv_url" --topic get --scenario get --concurrency 64 \
+    --keys "$get_keys" "${prefill[@]}" --duration "${seconds}s" --value-size "$value_size"
+  prefill=()
+  step "7/11 round $round/$rounds: kvstore GET /healthz, 64 clients, same server"
+  bench "healthz-64-$round" --url "$kv_url" --scenario healthz --concurrency 64 \
+    --duration "${seconds}s"
+done
 stop "$kv_pid"
 
 step "8/11 etcd $(etcd --version | awk '/^etcd Version/ { print $3 }') through its JSON gateway"
@@ -195,10 +221,22 @@ etcd_pid=$!
 pids+=("$etcd_pid")
 etcd_url="http://127.0.0.1:$etcd_port"
 wait_for_url "$etcd_url/health"
-for clients in 1 16 64; do
+for clients in 1 16; do
   step "8/11 etcd PUT, $clients client(s)"
   bench "etcd-put-$clients" --target etcd --url "$etcd_url" --scenario put \
     --concurrency "$clients" --duration "${seconds}s" --value-size "$value_size"
+done
+# PUT at 64 clients, kvstore then etcd, in rounds (etcd idles while kvstore runs).
+for round in $(seq "$rounds"); do
+  step "4/11 round $round/$rounds: kvstore PUT, 64 clients"
+  start_broker
+  kvstore_server "put-64-$round"
+  bench "put-64-$round" --url "$kv_url" --topic "put-64-$round" --scenario put \
+    --concurrency 64 --duration "${seconds}s" --value-size "$value_size"
+  stop "$kv_pid"
+  step "8/11 round $round/$rounds: etcd PUT, 64 clients"
+  bench "etcd-put-64-$round" --target etcd --url "$etcd_url" --scenario put \
+    --concurrency 64 --duration "${seconds}s" --value-size "$value_size"
 done
 step "8/11 etcd GET, 64 clients, $get_keys keys (prefilled)"
 bench etcd-get-64 --target etcd --url "$etcd_url" --scenario get --concurrency 64 \
@@ -206,6 +244,7 @@ bench etcd-get-64 --target etcd --url "$etcd_url" --scenario get --concurrency 6
 stop "$etcd_pid"
 
 step "9/11 replay: loading $replay_records records (16-byte keys, $value_size-byte values)"
+start_broker
 kvstore_server loader
 bench load --url "$kv_url" --topic replay --scenario batch --batch-size 1000 \
   --requests $((replay_records / 1000)) --keys "$replay_records" --concurrency 4 \
@@ -213,13 +252,13 @@ bench load --url "$kv_url" --topic replay --scenario batch --batch-size 1000 \
 stop "$kv_pid"
 
 # A replay of 1M records takes well under a second here, and such short runs swing widely
-# from run to run (1.4-2.2M records/s for the same consumer): row 9 and 10 take the median
-# of three rounds, each a bare consumer read and then a fresh replica's attach.
-for round in $(seq "$replay_rounds"); do
-  step "9/11 round $round/$replay_rounds: bare consumer reading the replay topic"
+# from run to run (1.4-2.2M records/s for the same consumer): rows 9 and 10 are measured in
+# rounds too, each a bare consumer read and then a fresh replica's attach.
+for round in $(seq "$rounds"); do
+  step "9/11 round $round/$rounds: bare consumer reading the replay topic"
   bench "consume-$round" --scenario consume --brokers "$broker" --topic replay
 
-  step "9/11 round $round/$replay_rounds: a fresh replica attaching the replay topic"
+  step "9/11 round $round/$rounds: a fresh replica attaching the replay topic"
   kvstore_server "replica-$round"
   rss_before="$(rss_kib "$kv_pid")"
   python3 - "$kv_url" replay >"$work/replay-$round.json" <<'EOF'
@@ -251,7 +290,7 @@ EOF
   rss_after="$(rss_kib "$kv_pid")"
   echo "{\"rss_before_kib\": $rss_before, \"rss_after_kib\": $rss_after}" >"$work/memory-$round.json"
   python3 -c 'import json, sys; r = json.load(open(sys.argv[1])); print("    %d records in %.2f s" % (r["records"], r["seconds"]))' "$work/replay-$round.json" >&2
-  step "10/11 round $round/$replay_rounds: memory of the replica"
+  step "10/11 round $round/$rounds: memory of the replica"
   echo "    VmRSS $rss_before KiB before attaching, $rss_after KiB after the replay" >&2
   stop "$kv_pid"
 done

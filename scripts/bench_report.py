@@ -3,12 +3,15 @@
 
 Usage: bench_report.py WORKDIR
 
-WORKDIR holds the JSON reports of `kvstore bench --json`, one file a scenario, plus
-machine.json and, for each round of the replay, consume-N.json (a bench report),
-replay-N.json and memory-N.json written by bench.sh.
+WORKDIR holds the JSON reports of `kvstore bench --json`, one file a scenario run, plus
+machine.json and, for each round of the replay, replay-N.json and memory-N.json written by
+bench.sh. A scenario measured in rounds has one report a round, NAME-1.json, NAME-2.json, ...;
+its row shows the medians of the rounds, and a ratio taken from such scenarios is the median
+of the ratios of each round, both sides measured one right after the other.
 """
 
 import json
+import re
 import statistics
 import sys
 from pathlib import Path
@@ -18,6 +21,41 @@ RAW_RECORD_BYTES = 16 + 100  # a 16-byte key and a 100-byte value
 
 def load(workdir, name):
     return json.loads((workdir / f"{name}.json").read_text())
+
+
+def rounds(workdir, name):
+    """The reports NAME-1.json, NAME-2.json, ... in round order."""
+    pattern = re.compile(rf"{re.escape(name)}-(\d+)\.json")
+    numbered = sorted(
+        (int(match.group(1)), path)
+        for path in workdir.iterdir()
+        if (match := pattern.fullmatch(path.name))
+    )
+    if not numbered:
+        sys.exit(f"no {name}-N.json in {workdir}")
+    return [json.loads(path.read_text()) for _, path in numbered]
+
+
+def median_report(reports):
+    """One report of the rounds' medians, errors added up, in the shape of a bench report."""
+    first = reports[0]
+    latencies = [r["latency_ms"] for r in reports if r["latency_ms"]]
+    errors = {}
+    for report in reports:
+        for kind, n in report["errors"].items():
+            errors[kind] = errors.get(kind, 0) + n
+    return {
+        "concurrency": first["concurrency"],
+        "unit": first["unit"],
+        "operations_per_second": statistics.median(r["operations_per_second"] for r in reports),
+        "latency_ms": {
+            "p50": statistics.median(l["p50"] for l in latencies),
+            "p99": statistics.median(l["p99"] for l in latencies),
+        } if latencies else None,
+        "elapsed_seconds": statistics.median(r["elapsed_seconds"] for r in reports),
+        "errors": errors,
+        "rounds": len(reports),
+    }
 
 
 def ms(value):
@@ -35,20 +73,27 @@ def count(value):
     return f"{value:,.0f}"
 
 
-def rounds(workdir, name):
-    """The reports NAME-1.json, NAME-2.json, ... in round order."""
-    files = sorted(workdir.glob(f"{name}-*.json"), key=lambda f: int(f.stem.rsplit("-", 1)[1]))
-    if not files:
-        sys.exit(f"no {name}-N.json in {workdir}")
-    return [json.loads(f.read_text()) for f in files]
-
-
-def rates(values):
-    return ", ".join(f"{v / 1e6:.2f}M" for v in values)
+def times(value):
+    return f"{value:.2f}×"
 
 
 def ratio(numerator, denominator):
-    return f"{numerator / denominator:.2f}×" if denominator else "n/a"
+    return times(numerator / denominator) if denominator else "n/a"
+
+
+def by_round(numerators, denominators):
+    """The median of the rounds' ratios, and each round's, as text."""
+    values = [n / d for n, d in zip(numerators, denominators) if d]
+    if not values:
+        return "n/a"
+    if len(values) == 1:
+        return times(values[0])
+    rounds_text = ", ".join(times(v) for v in values)
+    return f"{times(statistics.median(values))} (rounds: {rounds_text})"
+
+
+def of_rounds(n):
+    return f"median of {n} rounds" if n > 1 else ""
 
 
 def errors(report):
@@ -63,44 +108,78 @@ def row(number, what, report, notes=""):
     p50 = ms(latency["p50"]) if latency else ""
     p99 = ms(latency["p99"]) if latency else ""
     unit = "records/s" if report["unit"] == "records" else "ops/s"
-    notes = "; ".join(n for n in (notes, errors(report)) if n)
+    notes = "; ".join(
+        n for n in (of_rounds(report.get("rounds", 1)), notes, errors(report)) if n
+    )
     return (
         f"| {number} | {what} | {report['concurrency']} | "
         f"{count(report['operations_per_second'])} {unit} | {p50} | {p99} | {notes} |"
     )
 
 
+def p50(reports):
+    return [r["latency_ms"]["p50"] for r in reports]
+
+
+def throughput(reports):
+    return [r["operations_per_second"] for r in reports]
+
+
 def main():
     workdir = Path(sys.argv[1])
-    r = {
+    single = {
         name: load(workdir, name)
         for name in [
-            "produce", "roundtrip", "healthz-1", "produce-followed", "put-1", "put-16", "put-64", "batch-100", "batch-1000",
-            "get-64", "healthz-64", "etcd-put-1", "etcd-put-16", "etcd-put-64", "etcd-get-64",
-            "get-during-replay", "machine",
+            "roundtrip", "put-16", "batch-100", "batch-1000", "etcd-put-1", "etcd-put-16",
+            "etcd-get-64", "get-during-replay", "machine",
         ]
     }
+    measured = {
+        name: rounds(workdir, name)
+        for name in [
+            "produce", "put-1", "healthz-1", "produce-followed", "put-64", "etcd-put-64",
+            "get-64", "healthz-64", "consume", "replay", "memory",
+        ]
+    }
+    r = dict(single)
+    for name in ["produce", "put-1", "healthz-1", "produce-followed", "put-64", "etcd-put-64",
+                 "get-64", "healthz-64", "consume"]:
+        r[name] = median_report(measured[name])
     machine = r["machine"]
-    # Row 9 and 10: the median of the rounds, each a bare consumer read and a replica's replay.
-    replays = rounds(workdir, "replay")
-    consumes = rounds(workdir, "consume")
-    memories = rounds(workdir, "memory")
+
+    # Rows 9 and 10: each round a bare consumer read, then a fresh replica's replay.
+    replays = measured["replay"]
     replay = replays[0]
     replay_rates = [one["records"] / one["seconds"] for one in replays]
-    consume_rates = [one["operations_per_second"] for one in consumes]
-    replay_rate = statistics.median(replay_rates)
-    consume_rate = statistics.median(consume_rates)
     replay_seconds = statistics.median(one["seconds"] for one in replays)
-    consume_seconds = statistics.median(one["elapsed_seconds"] for one in consumes)
     per_key = [
         ((m["rss_after_kib"] - m["rss_before_kib"]) * 1024 / one["keys"], m)
-        for m, one in zip(memories, replays)
+        for m, one in zip(measured["memory"], replays)
     ]
     # The median round itself (the lower middle one of an even count), for its VmRSS figures.
     per_key.sort(key=lambda pair: pair[0])
     bytes_per_key, memory = per_key[(len(per_key) - 1) // 2]
-    of_rounds = f"median of {len(replays)} rounds" if len(replays) > 1 else "one round"
+    replay_rounds = of_rounds(len(replays))
+    replay_notes = "; ".join(
+        n for n in (replay_rounds, f"{replay_seconds:.2f} s from first request to ready") if n
+    )
+    memory_notes = "; ".join(
+        n
+        for n in (
+            replay_rounds,
+            f"VmRSS {memory['rss_before_kib'] / 1024:.0f} MiB before attaching, "
+            f"{memory['rss_after_kib'] / 1024:.0f} MiB after, for {count(replay['keys'])} "
+            f"keys; raw key + value {RAW_RECORD_BYTES} B",
+        )
+        if n
+    )
     memory_gib = machine["memory_kib"] / 1024 / 1024
+
+    # Each round's 1-client PUT against the floors measured in that round.
+    put_1, produce = measured["put-1"], measured["produce"]
+    healthz_1, followed = measured["healthz-1"], measured["produce-followed"]
+    produce_and_http = [a + b for a, b in zip(p50(produce), p50(healthz_1))]
+    followed_and_http = [a + b for a, b in zip(p50(followed), p50(healthz_1))]
 
     def batch_notes(report):
         return (
@@ -117,7 +196,9 @@ def main():
         f"{machine['etcd']}. The broker, the servers and the load tool (`kvstore bench`) "
         f"share the machine, all on loopback. {machine['seconds_per_scenario']} s per "
         f"scenario; keys of 16 bytes, values of {machine['value_size']} bytes; each kvstore "
-        f"scenario on a fresh server and topic. Load average at the start "
+        f"scenario on a fresh server and topic. The measurements a target ratio is taken from "
+        f"ran in {len(put_1)} rounds, both sides of the ratio one right after the other; "
+        f"their rows show the rounds' medians. Load average at the start "
         f"{machine['load_at_start']}, at the end {machine['load_at_end']}; the run took "
         f"{machine['run_seconds'] // 60} min {machine['run_seconds'] % 60} s.",
         "",
@@ -145,48 +226,43 @@ def main():
         row(8, f"etcd GET (JSON gateway), {count(machine['get_keys'])} keys", r["etcd-get-64"],
             "linearizable reads, etcd's default"),
         f"| 9 | replay: a fresh replica attaches {count(replay['records'])} records | 1 | "
-        f"{count(replay_rate)} records/s | | | {of_rounds} ({rates(replay_rates)}); "
-        f"{replay_seconds:.2f} s from first request to ready |",
-        f"| 9 | bare consumer reading the same topic | 1 | {count(consume_rate)} records/s | | | "
-        f"{of_rounds} ({rates(consume_rates)}); {consume_seconds:.2f} s to the end of the topic |",
+        f"{count(statistics.median(replay_rates))} records/s | | | {replay_notes} |",
+        row(9, "bare consumer reading the same topic", r["consume"],
+            f"{r['consume']['elapsed_seconds']:.2f} s to the end of the topic"),
         f"| 10 | memory: replica's resident bytes per key | | {bytes_per_key:.0f} B/key | | | "
-        f"{of_rounds}; VmRSS {memory['rss_before_kib'] / 1024:.0f} MiB before attaching, "
-        f"{memory['rss_after_kib'] / 1024:.0f} MiB after, for {count(replay['keys'])} keys; "
-        f"raw key + value {RAW_RECORD_BYTES} B |",
+        f"{memory_notes} |",
         row(11, f"kvstore GET, {count(machine['get_keys'])} keys, while the server replays "
             f"the {count(replay['records'])} records of another topic", r["get-during-replay"],
             f"for the {r['get-during-replay']['elapsed_seconds']:.2f} s the replay took "
             f"meanwhile"),
         "",
-        "Ratios:",
+        "Ratios (the median of the rounds' ratios where measured in rounds):",
         "",
-        f"- kvstore PUT p50 / produce p50 (1 client): "
-        f"{ratio(r['put-1']['latency_ms']['p50'], r['produce']['latency_ms']['p50'])}; "
-        f"/ round-trip p50: "
-        f"{ratio(r['put-1']['latency_ms']['p50'], r['roundtrip']['latency_ms']['p50'])}; "
-        f"/ (produce p50 + healthz p50): "
-        f"{ratio(r['put-1']['latency_ms']['p50'], r['produce']['latency_ms']['p50'] + r['healthz-1']['latency_ms']['p50'])}; "
-        f"/ (followed produce p50 + healthz p50): "
-        f"{ratio(r['put-1']['latency_ms']['p50'], r['produce-followed']['latency_ms']['p50'] + r['healthz-1']['latency_ms']['p50'])}",
+        f"- kvstore PUT p50 / produce p50 (1 client): {by_round(p50(put_1), p50(produce))}",
+        f"- kvstore PUT p50 / (produce p50 + healthz p50) (1 client): "
+        f"{by_round(p50(put_1), produce_and_http)}",
+        f"- kvstore PUT p50 / (followed produce p50 + healthz p50) (1 client): "
+        f"{by_round(p50(put_1), followed_and_http)}",
+        f"- kvstore PUT p50 / round-trip p50 (1 client): "
+        f"{ratio(r['put-1']['latency_ms']['p50'], r['roundtrip']['latency_ms']['p50'])}",
         f"- produce throughput while a replica follows the topic / without (1 client): "
-        f"{ratio(r['produce-followed']['operations_per_second'], r['produce']['operations_per_second'])}",
+        f"{by_round(throughput(followed), throughput(produce))}",
         f"- kvstore PUT throughput / etcd's, 64 clients: "
-        f"{ratio(r['put-64']['operations_per_second'], r['etcd-put-64']['operations_per_second'])}",
+        f"{by_round(throughput(measured['put-64']), throughput(measured['etcd-put-64']))}",
         f"- kvstore GET throughput / healthz throughput, 64 clients: "
-        f"{ratio(r['get-64']['operations_per_second'], r['healthz-64']['operations_per_second'])}",
+        f"{by_round(throughput(measured['get-64']), throughput(measured['healthz-64']))}",
         f"- kvstore GET throughput / etcd's, 64 clients: "
         f"{ratio(r['get-64']['operations_per_second'], r['etcd-get-64']['operations_per_second'])}",
         f"- kvstore GET p99 while replaying another topic / without (64 clients): "
         f"{ratio(r['get-during-replay']['latency_ms']['p99'], r['get-64']['latency_ms']['p99'])}",
-        f"- replay rate / bare consumer rate (medians): {ratio(replay_rate, consume_rate)}; "
-        f"round by round: "
-        f"{', '.join(ratio(a, b) for a, b in zip(replay_rates, consume_rates))}",
+        f"- replay rate / bare consumer rate: "
+        f"{by_round(replay_rates, throughput(measured['consume']))}",
         f"- resident bytes per key / raw key + value bytes: "
         f"{ratio(bytes_per_key, RAW_RECORD_BYTES)}",
         "",
-        "Reproduce with `make bench` (about four minutes after the release build; "
-        "`BENCH_SECONDS` sets the seconds per scenario). Figures from a shared or busy machine "
-        "vary; compare runs on one machine.",
+        "Reproduce with `make bench` (about six minutes after the release build; "
+        "`BENCH_SECONDS` sets the seconds per scenario, `BENCH_ROUNDS` the rounds). Figures "
+        "from a shared or busy machine vary; compare runs on one machine.",
     ]
     print("\n".join(lines))
 
