@@ -48,7 +48,7 @@ openapi: ## Regenerate openapi/openapi.json from the code
 broker: ## Install the Tansu broker and print its path
 	@scripts/tansu.sh memory
 
-bench: build ## Measure kvstore beside its floors and etcd (~5 min); writes bench/RESULTS.md
+bench: build ## Measure kvstore beside its floors and etcd (~6 min); writes bench/RESULTS.md
 	scripts/bench.sh
 
 clean: ## Remove build output and local run data
