@@ -181,6 +181,13 @@ def main():
     produce_and_http = [a + b for a, b in zip(p50(produce), p50(healthz_1))]
     followed_and_http = [a + b for a, b in zip(p50(followed), p50(healthz_1))]
 
+    rounds_sentence = (
+        f"The measurements a target ratio is taken from ran in {len(put_1)} rounds, both sides "
+        f"of the ratio one right after the other; their rows show the rounds' medians."
+        if len(put_1) > 1
+        else "Each measurement ran once."
+    )
+
     def batch_notes(report):
         return (
             f"{ms(report['ms_per_operation'])} ms per operation; "
@@ -196,10 +203,8 @@ def main():
         f"{machine['etcd']}. The broker, the servers and the load tool (`kvstore bench`) "
         f"share the machine, all on loopback. {machine['seconds_per_scenario']} s per "
         f"scenario; keys of 16 bytes, values of {machine['value_size']} bytes; each kvstore "
-        f"scenario on a fresh server and topic. The measurements a target ratio is taken from "
-        f"ran in {len(put_1)} rounds, both sides of the ratio one right after the other; "
-        f"their rows show the rounds' medians. Load average at the start "
-        f"{machine['load_at_start']}, at the end {machine['load_at_end']}; the run took "
+        f"scenario on a fresh broker, server and topic. {rounds_sentence} Load average at "
+        f"the start {machine['load_at_start']}, at the end {machine['load_at_end']}; the run took "
         f"{machine['run_seconds'] // 60} min {machine['run_seconds'] % 60} s.",
         "",
         "| # | measurement | clients | throughput | p50 ms | p99 ms | notes |",
