@@ -127,24 +127,20 @@ def throughput(reports):
 
 def main():
     workdir = Path(sys.argv[1])
-    single = {
+    # Bench reports of scenarios run once, and of scenarios run in rounds (shown as medians).
+    r = {
         name: load(workdir, name)
         for name in [
             "roundtrip", "put-16", "batch-100", "batch-1000", "etcd-put-1", "etcd-put-16",
             "etcd-get-64", "get-during-replay", "machine",
         ]
     }
-    measured = {
-        name: rounds(workdir, name)
-        for name in [
-            "produce", "put-1", "healthz-1", "produce-followed", "put-64", "etcd-put-64",
-            "get-64", "healthz-64", "consume", "replay", "memory",
-        ]
-    }
-    r = dict(single)
-    for name in ["produce", "put-1", "healthz-1", "produce-followed", "put-64", "etcd-put-64",
-                 "get-64", "healthz-64", "consume"]:
-        r[name] = median_report(measured[name])
+    in_rounds = [
+        "produce", "put-1", "healthz-1", "produce-followed", "put-64", "etcd-put-64",
+        "get-64", "healthz-64", "consume",
+    ]
+    measured = {name: rounds(workdir, name) for name in in_rounds + ["replay", "memory"]}
+    r.update((name, median_report(measured[name])) for name in in_rounds)
     machine = r["machine"]
 
     # Rows 9 and 10: each round a bare consumer read, then a fresh replica's replay.

@@ -414,7 +414,8 @@ impl Server {
     }
 
     /// Starts a server that must refuse to start with `options`; returns its output once it
-    /// has exited with status 1 (an error, not a panic). Fails the test if it is still running after 20 s.
+    /// has exited with status 1 (an error, not a panic). Fails the test if it is still running
+    /// after 20 s.
     pub fn refused_start(brokers: &str, options: ServerOptions) -> String {
         let child = Server::command(brokers, &options)
             .spawn()
