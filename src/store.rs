@@ -373,6 +373,17 @@ impl TopicStore {
         applied
     }
 
+    /// Notes that the log holds no record below `position` that has not been applied: the
+    /// offsets between the last applied record and `position` carry none this store sees
+    /// (transaction markers, aborted records, records the log cleaner removed). Returns how
+    /// many own records this let through.
+    pub fn advance_to(&mut self, position: i64) -> usize {
+        if position > self.next_offset {
+            self.next_offset = position;
+        }
+        self.apply_own_ready()
+    }
+
     /// The current value of `key`.
     pub fn get(&self, key: &[u8]) -> Option<Value> {
         self.map
@@ -514,8 +525,10 @@ fn upper_bound(range: &KeyRange) -> Bound<&[u8]> {
     }
 }
 
-/// A [`TopicStore`] shared between its replay loop (the only writer) and the request handlers,
-/// with a watch that wakes writers waiting for their offset to be applied.
+/// A [`TopicStore`] shared between the request handlers and its two writers: the replay loop,
+/// which applies the log in order, and the write path, which applies this replica's own
+/// acknowledged records ahead of it where nothing unapplied precedes them
+/// ([`SharedStore::apply_own`]). A watch wakes writers waiting for their offset.
 #[derive(Debug)]
 pub struct SharedStore {
     // A std lock, not tokio's: it is held only for in-memory work and never across `.await`.
@@ -576,6 +589,18 @@ impl SharedStore {
         };
         self.publish(next_offset);
         applied
+    }
+
+    /// Moves the applied offset up to `position`, the consumer's position after everything
+    /// fetched so far was applied (see [`TopicStore::advance_to`]), then wakes the writers
+    /// waiting on it.
+    pub fn advance_to(&self, position: i64) {
+        let next_offset = {
+            let mut store = self.write();
+            store.advance_to(position);
+            store.next_offset()
+        };
+        self.publish(next_offset);
     }
 
     fn publish(&self, next_offset: i64) {
@@ -688,6 +713,21 @@ mod tests {
         assert!(!store.apply(delete(5, "a").borrowed()));
         assert_eq!(store.get(b"a").expect("present").bytes, b"new");
         assert_eq!(store.next_offset(), 6);
+    }
+
+    #[test]
+    fn the_position_moves_the_applied_offset_over_offsets_without_records() {
+        let mut store = TopicStore::new();
+        store.apply(put(0, "a", "1").borrowed());
+        // Offset 1 is a transaction marker; an own write at 2 waits for it.
+        assert_eq!(store.apply_own([put(2, "b", "own")]), 0);
+        assert_eq!(store.next_offset(), 1);
+        assert_eq!(store.advance_to(2), 1);
+        assert_eq!(store.next_offset(), 3);
+        assert_eq!(store.get(b"b").expect("applied").bytes, b"own");
+        // A position behind what is applied changes nothing.
+        assert_eq!(store.advance_to(1), 0);
+        assert_eq!(store.next_offset(), 3);
     }
 
     #[test]

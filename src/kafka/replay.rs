@@ -49,6 +49,10 @@ pub fn settings(config: &Config) -> Vec<(&'static str, String)> {
         // Signals when the replay has caught up with the end of the partition.
         ("enable.partition.eof", "true".into()),
         ("auto.offset.reset", "earliest".into()),
+        // librdkafka's default, said here because the store depends on it: records of
+        // aborted transactions are never applied, and nothing past an open transaction is
+        // applied before it ends.
+        ("isolation.level", "read_committed".into()),
         (
             "fetch.wait.max.ms",
             config.kafka.fetch_wait_max.as_millis().to_string(),
@@ -160,11 +164,18 @@ impl Replay {
             }
             self.queue.consume(POLL_TIMEOUT, &mut batch);
             let mut reached_end = false;
+            // The consumer's position where it reached the end: every offset below it is
+            // applied or holds nothing to apply (transaction markers, aborted or compacted
+            // records), so the applied offset is the position, not the last record + 1.
+            let mut end_position = None;
             let mut records = Vec::with_capacity(batch.len());
             for message in batch.iter() {
                 match message.error() {
                     None => records.push(message.record()),
-                    Some(RDKafkaErrorCode::PartitionEOF) => reached_end = true,
+                    Some(RDKafkaErrorCode::PartitionEOF) => {
+                        reached_end = true;
+                        end_position = Some(message.offset());
+                    }
                     Some(code) => replay_error(&format_args!("{code}: {}", message.error_string())),
                 }
             }
@@ -177,6 +188,9 @@ impl Replay {
                 applied_total += applied as u64;
                 metrics::records_applied(&name, applied as u64);
                 self.topic.left_end();
+            }
+            if let Some(position) = end_position {
+                self.topic.store().advance_to(position);
             }
             batch.clear();
             if let Some(end) = self.cached_end_offset() {
@@ -364,6 +378,11 @@ impl<'a> RawMessage<'a> {
     fn error(self) -> Option<RDKafkaErrorCode> {
         let code = self.message.err;
         (code != rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR).then(|| code.into())
+    }
+
+    /// The message's offset; for the end of the partition, the consumer's position there.
+    fn offset(self) -> i64 {
+        self.message.offset
     }
 
     fn error_string(self) -> String {
