@@ -5,12 +5,13 @@
 #   scripts/kafka.sh start DIR [options]     format and start a cluster in DIR, wait until every
 #                                            node serves, print its bootstrap servers
 #       --nodes N          nodes, each a combined broker and controller (default 1)
-#       --port P           the first node's client port (default: free ports); node i gets
-#                          P + 2i for clients and P + 2i + 1 for its controller
+#       --ports LIST       the ports to listen on, two a node (clients, controller), comma
+#                          separated: 9092,9093 for one node (default: free ports)
 #       --owner PID        stop the cluster once process PID has gone (tests, `make test`)
 #       --set KEY=VALUE    a broker setting, added to every node's server.properties
 #       --scram USER:PASS  a SCRAM-SHA-256 and -512 user, created when the storage is formatted
-#   scripts/kafka.sh stop DIR                stop every node together (SIGKILL after 20 s)
+#   scripts/kafka.sh stop DIR                stop every node together (SIGKILL after 20 s;
+#                                            KAFKA_STOP_SIGNAL=KILL at once)
 #   scripts/kafka.sh kill DIR N              SIGKILL node N (1-based)
 #   scripts/kafka.sh restart DIR N           start node N again with its data, wait until it serves
 #   scripts/kafka.sh bootstrap DIR           print the bootstrap servers of the cluster in DIR
@@ -147,12 +148,12 @@ wait_node() {
 log_size() { stat -c %s "$1" 2>/dev/null || echo 0; }
 
 start() {
-  local dir="" nodes=1 port="" owner="" settings=() scram=()
+  local dir="" nodes=1 port_list="" owner="" settings=() scram=()
   dir="${1:-}"; [ -n "$dir" ] || die "usage: kafka.sh start DIR [options]"; shift
   while [ $# -gt 0 ]; do
     case "$1" in
       --nodes) nodes="$2"; shift 2 ;;
-      --port) port="$2"; shift 2 ;;
+      --ports) port_list="$2"; shift 2 ;;
       --owner) owner="$2"; shift 2 ;;
       --set) settings+=("$2"); shift 2 ;;
       --scram) scram+=("$2"); shift 2 ;;
@@ -166,8 +167,9 @@ start() {
   write_log_config "$dir/log4j2.properties"
 
   local ports=()
-  if [ -n "$port" ]; then
-    for ((i = 0; i < 2 * nodes; i++)); do ports+=($((port + i))); done
+  if [ -n "$port_list" ]; then
+    IFS=, read -r -a ports <<<"$port_list"
+    [ ${#ports[@]} -eq $((2 * nodes)) ] || die "--ports needs $((2 * nodes)) ports for $nodes nodes"
   else
     read -r -a ports <<<"$(free_ports $((2 * nodes)))"
   fi
@@ -268,7 +270,7 @@ stop() {
     [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && pids+=("$pid")
   done
   # All together: a controlled shutdown waits for the quorum, which the others are part of.
-  [ ${#pids[@]} -eq 0 ] || kill -TERM "${pids[@]}" 2>/dev/null || true
+  [ ${#pids[@]} -eq 0 ] || kill "-${KAFKA_STOP_SIGNAL:-TERM}" "${pids[@]}" 2>/dev/null || true
   local deadline=$((SECONDS + 20))
   for pid in "${pids[@]}"; do
     while kill -0 "$pid" 2>/dev/null; do

@@ -7,7 +7,7 @@ use crate::common::{Broker, Server, ServerOptions};
 
 #[tokio::test]
 async fn a_batch_of_1000_mixed_puts_and_deletes() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let server = Server::start(&broker.address());
     let seed: Vec<Value> = (0..200)
         .map(|i| json!({"op": "put", "key": format!("k{i:04}"), "value": "old"}))
@@ -64,7 +64,7 @@ async fn a_batch_of_1000_mixed_puts_and_deletes() {
 
 #[tokio::test]
 async fn an_invalid_operation_rejects_the_whole_batch() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let server = Server::start_with(
         &broker.address(),
         ServerOptions::default().env("KVSTORE_LIMITS__MAX_BATCH_OPS", "3"),

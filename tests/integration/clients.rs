@@ -127,7 +127,7 @@ fn kvstore(server: &str, args: &[&str], stdin: &[u8]) -> Run {
 
 #[tokio::test]
 async fn cli_puts_gets_and_deletes_values_from_arguments_files_and_stdin() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let server = Server::start(&broker.address());
     let url = server.base();
 
@@ -213,7 +213,7 @@ async fn cli_puts_gets_and_deletes_values_from_arguments_files_and_stdin() {
 
 #[tokio::test]
 async fn cli_range_prints_one_line_per_key_across_pages() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let server = Server::start(&broker.address());
     let url = server.base();
     server.put("r", "p/1", "plain", "text/plain").await;
@@ -294,7 +294,7 @@ async fn cli_range_prints_one_line_per_key_across_pages() {
 
 #[tokio::test]
 async fn cli_batch_and_topics() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let server = Server::start(&broker.address());
     let url = server.base();
 
@@ -340,7 +340,7 @@ async fn cli_batch_and_topics() {
 
 #[tokio::test]
 async fn cli_exit_codes_say_what_went_wrong() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let server = Server::start(&broker.address());
     let url = server.base();
     server.put_ok("e", "k", "v").await;

@@ -11,7 +11,7 @@ async fn schemathesis_finds_no_server_errors_or_nonconforming_responses() {
     let Some(schemathesis) = std::env::var_os("KVSTORE_TEST_SCHEMATHESIS") else {
         panic!("KVSTORE_TEST_SCHEMATHESIS is not set: run the tests with `make test`");
     };
-    let broker = Broker::start();
+    let broker = Broker::dedicated();
     // Auth on, so that schemathesis also checks that requests without a valid token are
     // refused as documented; its own requests carry a token that may do everything.
     let token = "fuzz-token-0123456789abcdef";

@@ -136,7 +136,7 @@ async fn concurrent_history_on_three_replicas_is_consistent() {
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(rand::random);
     eprintln!("history seed {seed} (KVSTORE_TEST_SEED={seed} replays it)");
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let replicas: Vec<Arc<Server>> = (0..3)
         .map(|_| Arc::new(Server::start(&broker.address())))
         .collect();

@@ -147,7 +147,7 @@ fn cases() -> Vec<Case> {
 
 #[tokio::test]
 async fn hostile_requests_get_4xx_and_change_nothing() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let server = Server::start_with(
         &broker.address(),
         ServerOptions::default()

@@ -8,11 +8,13 @@
 //! tokio-rustls proxy in front of the broker's plaintext port, and the broker advertises the
 //! proxy, so that the connections clients make after bootstrap go through TLS as well.
 //!
-//! Tansu's `--authentication` is SASL SCRAM (SHA-256 and SHA-512; it offers no PLAIN). Its
-//! users are made with `tansu user create`, which the broker refuses from a client that has
-//! not authenticated; so they are made before the broker requires authentication, and the
-//! broker is then restarted with `--authentication`. Only the SQLite broker keeps them across
-//! that restart, so the SASL tests run with `make test-long`.
+//! The same proxy serves Apache Kafka, which advertises it likewise. SASL SCRAM runs on a Kafka
+//! node of the test's own whose client listener is `SASL_PLAINTEXT`, its users made when its
+//! storage is formatted. On Tansu (`KVSTORE_TEST_BROKER=tansu`), whose `--authentication` is
+//! SASL SCRAM too, users are made with `tansu user create`, which the broker refuses from a
+//! client that has not authenticated; so they are made before the broker requires
+//! authentication, and the broker is then restarted with `--authentication`. Only the SQLite
+//! Tansu keeps them across that restart.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,7 +28,7 @@ use rustls::pki_types::PrivatePkcs8KeyDer;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
-use crate::common::{Broker, Server, ServerOptions};
+use crate::common::{Broker, Flavor, KafkaOptions, Server, ServerOptions};
 
 /// The SCRAM user's password. Long and odd enough that finding it in a log is no accident.
 const PASSWORD: &str = "scram-Pa55word-4f9c2e71";
@@ -113,7 +115,7 @@ fn spawn_tls_proxy(
     handshakes
 }
 
-/// An in-memory broker behind a TLS proxy.
+/// A broker of the test's own behind a TLS proxy.
 struct TlsBroker {
     /// Kept for as long as the proxy forwards to it.
     _broker: Broker,
@@ -167,19 +169,36 @@ fn sasl_options(protocol: &str, mechanism: &str, user: &str) -> ServerOptions {
         .env("KVSTORE_KAFKA__SASL__USERNAME", user)
 }
 
-/// A SQLite broker in `dir` that requires SASL SCRAM, and knows the user `kv` with
-/// [`PASSWORD`] for `mechanism` (`scram256` or `scram512`); it advertises `advertised`, if
-/// given, instead of its own address.
+/// A broker that requires SASL SCRAM and knows the user `kv` with [`PASSWORD`] for
+/// `mechanism` (`scram256` or `scram512`; Kafka's knows both); it advertises `advertised`, if
+/// given, instead of its own address. A Tansu one keeps its data in `dir`.
 fn scram_broker(dir: &Path, mechanism: &str, advertised: Option<&str>) -> Broker {
-    let mut broker = Broker::persistent_not_started(dir);
+    let mut broker = match Flavor::chosen() {
+        Flavor::Kafka => Broker::kafka_not_started(KafkaOptions {
+            scram_users: vec![format!("kv:{PASSWORD}")],
+            ..KafkaOptions::default()
+        }),
+        Flavor::Tansu => Broker::persistent_not_started(dir),
+    };
     if let Some(address) = advertised {
         broker.advertise(address);
     }
     broker.restart();
-    broker.create_user(mechanism, "kv", PASSWORD);
-    broker.add_args(&["--authentication"]);
-    broker.restart();
+    if broker.flavor() == Flavor::Tansu {
+        broker.create_tansu_user(mechanism, "kv", PASSWORD);
+        broker.add_tansu_args(&["--authentication"]);
+        broker.restart();
+    }
     broker
+}
+
+/// What librdkafka logs when the broker turns a SCRAM login down: Kafka refuses the
+/// `SaslAuthenticate` request; Tansu answers the SCRAM exchange with an error.
+fn scram_refused() -> &'static str {
+    match Flavor::chosen() {
+        Flavor::Kafka => "Authentication failed",
+        Flavor::Tansu => "SASL SCRAM authentication failed",
+    }
 }
 
 /// Waits until `server` is ready, then writes `value` and reads it back.
@@ -266,7 +285,6 @@ async fn ssl_checks_the_broker_name_unless_verify_hostname_is_off() {
 }
 
 #[tokio::test]
-#[ignore = "needs the SQLite Tansu broker (users must survive a restart); run with make test-long"]
 async fn sasl_scram_sha_512_with_a_password_file_round_trips() {
     let dir = tempfile::tempdir().expect("temp dir");
     let broker = scram_broker(dir.path(), "scram512", None);
@@ -292,7 +310,6 @@ async fn sasl_scram_sha_512_with_a_password_file_round_trips() {
 }
 
 #[tokio::test]
-#[ignore = "needs the SQLite Tansu broker (users must survive a restart); run with make test-long"]
 async fn sasl_scram_with_a_wrong_password_stays_unready_and_says_why() {
     let dir = tempfile::tempdir().expect("temp dir");
     let broker = scram_broker(dir.path(), "scram512", None);
@@ -304,15 +321,14 @@ async fn sasl_scram_with_a_wrong_password_stays_unready_and_says_why() {
             .env("KVSTORE_KAFKA__SASL__PASSWORD__ENV", "TEST_KAFKA_PASSWORD")
             .env("TEST_KAFKA_PASSWORD", wrong),
     );
-    assert_unready_and_writes_fail_fast(&server, "SASL SCRAM authentication failed").await;
+    assert_unready_and_writes_fail_fast(&server, scram_refused()).await;
     server
-        .wait_log("SASL SCRAM authentication failed", Duration::from_secs(5))
+        .wait_log(scram_refused(), Duration::from_secs(5))
         .await;
     assert!(!server.log().contains(wrong), "{}", server.log());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the SQLite Tansu broker (users must survive a restart); run with make test-long"]
 async fn sasl_ssl_scram_sha_256_with_a_password_from_the_environment() {
     let dir = tempfile::tempdir().expect("temp dir");
     let ca = TestCa::new();

@@ -7,7 +7,7 @@ use crate::common::{Broker, Server, ServerOptions};
 
 #[tokio::test]
 async fn read_your_own_writes_for_1000_sequential_puts() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let server = Server::start(&broker.address());
     for i in 0..1000 {
         let key = format!("key-{i}");
@@ -22,7 +22,7 @@ async fn read_your_own_writes_for_1000_sequential_puts() {
 
 #[tokio::test]
 async fn put_answers_offset_in_body_and_headers_and_get_returns_content_type() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let server = Server::start(&broker.address());
     let response = server
         .http()
@@ -70,7 +70,7 @@ async fn put_answers_offset_in_body_and_headers_and_get_returns_content_type() {
 
 #[tokio::test]
 async fn delete_removes_and_deleting_an_absent_key_is_fine() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let server = Server::start(&broker.address());
     server.put_ok("del", "k", "v").await;
     let (status, body) = server.delete("del", "k").await;
@@ -88,7 +88,7 @@ async fn delete_removes_and_deleting_an_absent_key_is_fine() {
 
 #[tokio::test]
 async fn keys_with_slashes_spaces_and_non_ascii() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let server = Server::start(&broker.address());
     let keys = [
         "a/b/c",
@@ -128,7 +128,7 @@ async fn keys_with_slashes_spaces_and_non_ascii() {
 
 #[tokio::test]
 async fn binary_empty_and_max_size_values() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let server = Server::start(&broker.address());
     let binary: Vec<u8> = (0..=255u8).chain((0..=255u8).rev()).collect();
     server.put_ok("vals", "binary", binary.clone()).await;
@@ -149,7 +149,7 @@ async fn binary_empty_and_max_size_values() {
 
 #[tokio::test]
 async fn oversize_keys_and_values_get_413_and_nothing_is_produced() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let server = Server::start_with(
         &broker.address(),
         ServerOptions::default()
@@ -187,7 +187,7 @@ async fn oversize_keys_and_values_get_413_and_nothing_is_produced() {
 
 #[tokio::test]
 async fn concurrent_writers_all_read_their_own_writes() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let server = std::sync::Arc::new(Server::start(&broker.address()));
     let mut writers = Vec::new();
     for writer in 0..48 {

@@ -175,7 +175,7 @@ fn urlencode(text: &str) -> String {
 #[test]
 fn http_behaves_like_a_btreemap() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let server = Server::start(&broker.address());
     let cases = std::env::var("KVSTORE_MODEL_CASES")
         .ok()

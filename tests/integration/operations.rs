@@ -30,7 +30,7 @@ async fn readiness_is_503_while_the_broker_is_down_and_writes_fail_fast() {
 
 #[tokio::test]
 async fn ready_once_the_broker_answers() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let server = Server::start(&broker.address());
     server
         .wait_readiness(StatusCode::OK, Duration::from_secs(10))
@@ -42,7 +42,7 @@ async fn ready_once_the_broker_answers() {
 
 #[tokio::test]
 async fn metrics_show_lag_0_after_catch_up() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let writer = Server::start(&broker.address());
     let mut last = 0;
     for i in 0..50 {
@@ -108,7 +108,7 @@ fn metric(text: &str, series: &str) -> f64 {
 
 #[tokio::test]
 async fn served_openapi_matches_the_checked_in_document() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let server = Server::start(&broker.address());
     let (status, served) = server.get_json("/openapi.json").await;
     assert_eq!(status, StatusCode::OK);
@@ -124,7 +124,7 @@ async fn served_openapi_matches_the_checked_in_document() {
 
 #[tokio::test]
 async fn unknown_routes_and_methods_get_json_errors() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let server = Server::start(&broker.address());
     let (status, body) = server.get_json("/nope").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -142,7 +142,7 @@ async fn unknown_routes_and_methods_get_json_errors() {
 
 #[tokio::test]
 async fn reads_are_served_from_memory_while_the_broker_is_down_and_say_how_stale() {
-    let mut broker = Broker::start();
+    let mut broker = Broker::dedicated();
     let server = Server::start(&broker.address());
     server.put_ok("kept", "k", "v").await;
     let fresh = server

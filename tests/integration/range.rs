@@ -26,7 +26,7 @@ fn keys_of(items: &[Value]) -> Vec<String> {
 
 #[tokio::test]
 async fn prefix_and_bounds_page_through_more_than_1000_keys() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let server = Server::start(&broker.address());
     let mut users: Vec<String> = (0..1200).map(|i| format!("user/{i:05}")).collect();
     let others: Vec<String> = ["a", "user", "user0", "usera", "v/1"]
@@ -60,7 +60,7 @@ async fn prefix_and_bounds_page_through_more_than_1000_keys() {
 
 #[tokio::test]
 async fn values_are_embedded_by_content_type() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let server = Server::start(&broker.address());
     server
         .put("emb", "json", r#"{"a":[1,2]}"#, "application/json")
@@ -88,7 +88,7 @@ async fn values_are_embedded_by_content_type() {
 
 #[tokio::test]
 async fn limits_are_capped_and_bad_queries_rejected() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let server = Server::start(&broker.address());
     let keys: Vec<String> = (0..1100).map(|i| format!("k{i:04}")).collect();
     load(&server, "lim", &keys).await;

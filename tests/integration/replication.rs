@@ -9,7 +9,7 @@ use crate::common::{Broker, Server};
 
 #[tokio::test]
 async fn records_from_a_plain_kafka_producer_are_served() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     broker.create_topic("foreign", 1).await;
     broker
         .produce("foreign", b"plain", Some(b"from kafka"))
@@ -36,7 +36,7 @@ async fn records_from_a_plain_kafka_producer_are_served() {
 
 #[tokio::test]
 async fn content_types_and_empty_values_from_a_plain_kafka_producer() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     broker.create_topic("headers", 1).await;
     // Another header first, the name in another case: found all the same.
     let headers: [(&str, &[u8]); 2] = [("trace-id", b"abc"), ("Content-Type", b"text/plain")];
@@ -93,7 +93,7 @@ async fn write_mixed_history(server: &Server, topic: &str) -> i64 {
 
 #[tokio::test]
 async fn a_restarted_replica_rebuilds_identical_state() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let server = Server::start(&broker.address());
     write_mixed_history(&server, "state").await;
     let before = server.dump("state", "", 1000).await;
@@ -110,7 +110,7 @@ async fn a_restarted_replica_rebuilds_identical_state() {
 
 #[tokio::test]
 async fn two_replicas_on_one_topic_converge() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let a = Server::start(&broker.address());
     let b = Server::start(&broker.address());
     // Both write, interleaved, to the same keys.

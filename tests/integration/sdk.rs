@@ -18,7 +18,7 @@ async fn generated_python_sdk_passes_the_smoke_script() {
         panic!("KVSTORE_TEST_OPENAPI_PYTHON_CLIENT is not set: run the tests with `make test`");
     };
     let generator = PathBuf::from(generator);
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let server = Server::start(&broker.address());
     let base = server.base().to_owned();
     let (generated, smoke) = tokio::task::spawn_blocking(move || {

@@ -64,9 +64,9 @@ async fn call(
 
 #[tokio::test]
 async fn every_route_needs_a_token_with_the_right_scope() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let dir = temp_dir("auth-routes");
-    let server = protected_server(&broker, &dir);
+    let server = protected_server(broker, &dir);
     let users = topic("users");
     let batch = json!({"ops": [{"op": "put", "key": "b", "value": "1"}]});
     let routes: Vec<(Method, String, Option<Value>)> = vec![
@@ -164,9 +164,9 @@ async fn every_route_needs_a_token_with_the_right_scope() {
 
 #[tokio::test]
 async fn scopes_follow_topic_patterns() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let dir = temp_dir("auth-patterns");
-    let server = protected_server(&broker, &dir);
+    let server = protected_server(broker, &dir);
     let users = topic("users");
     let orders = topic("orders");
     for topic in [&users, &orders] {
@@ -218,9 +218,9 @@ async fn scopes_follow_topic_patterns() {
 
 #[tokio::test]
 async fn tokens_rotate_on_sighup() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let dir = temp_dir("auth-rotate");
-    let server = protected_server(&broker, &dir);
+    let server = protected_server(broker, &dir);
     let users = topic("users");
     let path = format!("/v1/{users}/keys/a");
     call(&server, Method::PUT, &path, Some(FULL), None).await;
@@ -270,7 +270,7 @@ async fn tokens_rotate_on_sighup() {
 
 #[tokio::test]
 async fn metrics_and_docs_can_be_open() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let server = Server::start_with(
         &broker.address(),
         ServerOptions::default()
@@ -292,7 +292,7 @@ async fn metrics_and_docs_can_be_open() {
 
 #[tokio::test]
 async fn internal_and_denied_topics_are_never_served() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let server = Server::start_with(
         &broker.address(),
         ServerOptions::default().env("KVSTORE_TOPICS__DENY", r#"["__*", "secret*"]"#),
@@ -326,7 +326,7 @@ async fn internal_and_denied_topics_are_never_served() {
 
 #[tokio::test]
 async fn past_the_in_flight_limit_requests_get_503() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let server = Server::start_with(
         &broker.address(),
         ServerOptions::default().env("KVSTORE_HTTP__MAX_CONCURRENT_REQUESTS", "1"),
@@ -371,7 +371,7 @@ async fn past_the_in_flight_limit_requests_get_503() {
 
 #[tokio::test]
 async fn the_server_header_names_no_version() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let server = Server::start(&broker.address());
     for path in ["/healthz", "/v1/topics", "/no/such/route"] {
         let response = call(&server, Method::GET, path, None, None).await;
@@ -381,7 +381,7 @@ async fn the_server_header_names_no_version() {
 
 #[tokio::test]
 async fn auth_is_required_off_loopback_unless_turned_off_with_a_warning() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let brokers = broker.address();
     let off_loopback = ServerOptions {
         listen: Some("0.0.0.0:0".into()),

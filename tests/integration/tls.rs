@@ -101,7 +101,7 @@ fn address(server: &Server) -> String {
 
 #[tokio::test]
 async fn put_then_get_over_https_and_alpn_offers_h2() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let files = TlsFiles::new(&Ca::new("round trip CA"));
     let server = Server::start_with(&broker.address(), files.options());
     assert!(server.base().starts_with("https://127.0.0.1:"));
@@ -380,7 +380,7 @@ fn kvstore(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
 
 #[tokio::test]
 async fn cli_and_bench_speak_https_with_a_ca_file() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let files = TlsFiles::new(&Ca::new("CLI CA"));
     let server = Server::start_with(&broker.address(), files.options());
     let url = server.base().to_owned();
@@ -426,7 +426,7 @@ async fn cli_and_bench_speak_https_with_a_ca_file() {
 
 #[tokio::test]
 async fn cli_and_bench_send_the_bearer_token_and_a_refusal_exits_5() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let full = "cli-full-token-0123456789abcdef";
     let reader = "cli-reader-token-0123456789abcdef";
     let server = Server::start_with(

@@ -6,7 +6,7 @@ use crate::common::{Broker, Server, ServerOptions};
 
 #[tokio::test]
 async fn invalid_topic_names_are_rejected() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let server = Server::start(&broker.address());
     let long = "t".repeat(250);
     // (`.` and `..` are checked in unit tests: HTTP clients resolve them as path segments.)
@@ -36,7 +36,7 @@ async fn invalid_topic_names_are_rejected() {
 
 #[tokio::test]
 async fn unknown_topics_and_keys_are_distinct_404s_and_reads_create_nothing() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let server = Server::start(&broker.address());
     let (status, _, body) = server.get("ghost", "k").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -59,7 +59,7 @@ async fn unknown_topics_and_keys_are_distinct_404s_and_reads_create_nothing() {
 
 #[tokio::test]
 async fn created_topics_are_compacted_single_partition_and_listed() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let server = Server::start(&broker.address());
     server.put_ok("made", "a", "12345").await;
     let metadata = broker
@@ -83,13 +83,13 @@ async fn created_topics_are_compacted_single_partition_and_listed() {
 
 #[tokio::test]
 async fn multi_partition_topics_are_refused() {
-    let broker = Broker::start();
-    broker.create_topic("wide", 4).await;
+    let broker = Broker::shared();
+    broker.create_topic("four-parts", 4).await;
     let server = Server::start(&broker.address());
-    let (status, body) = server.put("wide", "k", "v", "text/plain").await;
+    let (status, body) = server.put("four-parts", "k", "v", "text/plain").await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["error"]["code"], "topic_not_single_partition");
-    let (status, _, _) = server.get("wide", "k").await;
+    let (status, _, _) = server.get("four-parts", "k").await;
     assert_eq!(status, StatusCode::CONFLICT);
     // The server goes on serving other topics.
     server.put_ok("narrow", "k", "v").await;
@@ -97,7 +97,7 @@ async fn multi_partition_topics_are_refused() {
 
 #[tokio::test]
 async fn without_auto_create_a_put_to_a_missing_topic_is_404() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     let server = Server::start_with(
         &broker.address(),
         ServerOptions::default().env("KVSTORE_TOPICS__AUTO_CREATE", "false"),
@@ -113,7 +113,7 @@ async fn without_auto_create_a_put_to_a_missing_topic_is_404() {
 
 #[tokio::test]
 async fn preloaded_topics_are_replayed_before_ready() {
-    let broker = Broker::start();
+    let broker = Broker::shared();
     broker.create_topic("pre", 1).await;
     for i in 0..100 {
         broker

@@ -1,0 +1,663 @@
+//! The brokers the tests run against: Apache Kafka by default, through `scripts/kafka.sh`, or
+//! Tansu with `KVSTORE_TEST_BROKER=tansu`.
+//!
+//! Most tests share one broker per test binary ([`Broker::shared`]) and keep apart by topic
+//! name; a JVM broker takes seconds to start. Tests that stop, kill or reconfigure a broker
+//! start their own ([`Broker::dedicated`], [`Broker::cluster`]).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::{free_port, repo_path, wait_for_port};
+
+/// Which broker the tests run against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// Apache Kafka (the default), from `scripts/kafka.sh`.
+    Kafka,
+    /// Tansu, from `KVSTORE_TEST_TANSU`: `KVSTORE_TEST_BROKER=tansu`.
+    Tansu,
+}
+
+impl Flavor {
+    /// The flavour chosen by `KVSTORE_TEST_BROKER` (`kafka`, the default, or `tansu`).
+    pub fn chosen() -> Flavor {
+        match std::env::var("KVSTORE_TEST_BROKER").as_deref() {
+            Ok("tansu") => Flavor::Tansu,
+            Ok("kafka") | Ok("") | Err(_) => Flavor::Kafka,
+            Ok(other) => panic!("KVSTORE_TEST_BROKER must be kafka or tansu, not {other:?}"),
+        }
+    }
+}
+
+/// A broker (or a cluster of them) for the tests; a dedicated one is stopped on drop.
+pub struct Broker {
+    kind: Kind,
+    producer: OnceLock<FutureProducer>,
+}
+
+enum Kind {
+    /// A Kafka cluster started by `scripts/kafka.sh` in `dir`, or one started by `make test`
+    /// (`dir` is then `None`).
+    Kafka(KafkaCluster),
+    Tansu(Tansu),
+}
+
+/// How a dedicated Kafka cluster is set up.
+#[derive(Debug, Clone, Default)]
+pub struct KafkaOptions {
+    /// Nodes, each a broker and a controller (0 means 1).
+    pub nodes: usize,
+    /// Broker settings (`key=value`) added to every node's configuration.
+    pub settings: Vec<String>,
+    /// SCRAM users (`name:password`) made when the storage is formatted.
+    pub scram_users: Vec<String>,
+}
+
+struct KafkaCluster {
+    /// The cluster's folder, when this process started it.
+    dir: Option<tempfile::TempDir>,
+    bootstrap: String,
+    ports: Vec<u16>,
+    options: KafkaOptions,
+    started: bool,
+}
+
+struct Tansu {
+    child: Option<Child>,
+    port: u16,
+    storage: String,
+    workdir: PathBuf,
+    binary: PathBuf,
+    /// What the broker advertises to clients (`host:port`) when not its own address.
+    advertised: Option<String>,
+    /// Extra `tansu broker` arguments, such as `--authentication`.
+    args: Vec<String>,
+}
+
+fn tansu_binary() -> PathBuf {
+    match std::env::var_os("KVSTORE_TEST_TANSU") {
+        Some(path) => PathBuf::from(path),
+        None => panic!(
+            "KVSTORE_TEST_TANSU is not set: KVSTORE_TEST_BROKER=tansu needs the Tansu broker \
+             (`make test-tansu` installs it and sets the variable)"
+        ),
+    }
+}
+
+fn kafka_script() -> PathBuf {
+    repo_path("scripts/kafka.sh")
+}
+
+/// Runs `scripts/kafka.sh` with `args`; its standard output, or a panic with what it said.
+fn kafka_sh(args: &[&str]) -> String {
+    let output = Command::new(kafka_script())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("running scripts/kafka.sh: {e}"));
+    assert!(
+        output.status.success(),
+        "scripts/kafka.sh {}: {}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+impl Broker {
+    /// The broker this test binary shares: the one `make test` started
+    /// (`KVSTORE_TEST_KAFKA_BOOTSTRAP`), else one started on first use and stopped once this
+    /// process has exited. Tests on it must use topic names of their own.
+    pub fn shared() -> &'static Broker {
+        static SHARED: OnceLock<Broker> = OnceLock::new();
+        SHARED.get_or_init(|| match Flavor::chosen() {
+            Flavor::Kafka => match std::env::var("KVSTORE_TEST_KAFKA_BOOTSTRAP") {
+                Ok(bootstrap) if !bootstrap.is_empty() => {
+                    Broker::from_kind(Kind::Kafka(KafkaCluster {
+                        dir: None,
+                        bootstrap,
+                        ports: Vec::new(),
+                        options: KafkaOptions::default(),
+                        started: true,
+                    }))
+                }
+                _ => Broker::dedicated(),
+            },
+            Flavor::Tansu => Broker::dedicated(),
+        })
+    }
+
+    /// A broker of this test's own, started.
+    pub fn dedicated() -> Broker {
+        let mut broker = Broker::not_started();
+        broker.restart();
+        broker
+    }
+
+    /// A broker of this test's own with its ports reserved, not started: `restart` starts it.
+    pub fn not_started() -> Broker {
+        match Flavor::chosen() {
+            Flavor::Kafka => Broker::kafka_not_started(KafkaOptions::default()),
+            Flavor::Tansu => Broker::tansu_not_started(
+                tansu_binary(),
+                "memory://tansu/".into(),
+                std::env::temp_dir(),
+            ),
+        }
+    }
+
+    /// A Kafka cluster of this test's own, whatever the chosen flavour, started.
+    pub fn kafka(options: KafkaOptions) -> Broker {
+        let mut broker = Broker::kafka_not_started(options);
+        broker.restart();
+        broker
+    }
+
+    /// A three-node Kafka cluster (replication factor 3, `min.insync.replicas=2`), started.
+    pub fn cluster() -> Broker {
+        Broker::kafka(KafkaOptions {
+            nodes: 3,
+            ..KafkaOptions::default()
+        })
+    }
+
+    /// A Kafka cluster as [`Broker::kafka`] makes, with its ports reserved, not started.
+    pub fn kafka_not_started(options: KafkaOptions) -> Broker {
+        let nodes = options.nodes.max(1);
+        let ports: Vec<u16> = (0..2 * nodes).map(|_| free_port()).collect();
+        let bootstrap = ports
+            .iter()
+            .step_by(2)
+            .map(|port| format!("127.0.0.1:{port}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        Broker::from_kind(Kind::Kafka(KafkaCluster {
+            dir: None,
+            bootstrap,
+            ports,
+            options: KafkaOptions { nodes, ..options },
+            started: false,
+        }))
+    }
+
+    /// A broker whose data survives `stop` and `restart`: Kafka's always does; with Tansu,
+    /// one with SQLite storage in `workdir`, from `KVSTORE_TEST_TANSU_SQLITE`.
+    pub fn persistent_not_started(workdir: &Path) -> Broker {
+        match Flavor::chosen() {
+            Flavor::Kafka => Broker::kafka_not_started(KafkaOptions::default()),
+            Flavor::Tansu => {
+                let binary = match std::env::var_os("KVSTORE_TEST_TANSU_SQLITE") {
+                    Some(path) => PathBuf::from(path),
+                    None => panic!(
+                        "KVSTORE_TEST_TANSU_SQLITE is not set: scripts/tansu.sh sqlite builds it"
+                    ),
+                };
+                Broker::tansu_not_started(binary, "sqlite://tansu.db".into(), workdir.into())
+            }
+        }
+    }
+
+    fn tansu_not_started(binary: PathBuf, storage: String, workdir: PathBuf) -> Broker {
+        Broker::from_kind(Kind::Tansu(Tansu {
+            child: None,
+            port: free_port(),
+            storage,
+            workdir,
+            binary,
+            advertised: None,
+            args: Vec::new(),
+        }))
+    }
+
+    fn from_kind(kind: Kind) -> Broker {
+        Broker {
+            kind,
+            producer: OnceLock::new(),
+        }
+    }
+
+    /// Which broker this is.
+    pub fn flavor(&self) -> Flavor {
+        match self.kind {
+            Kind::Kafka(_) => Flavor::Kafka,
+            Kind::Tansu(_) => Flavor::Tansu,
+        }
+    }
+
+    /// From the next `restart` on, advertises `address` (`host:port`) to clients instead of
+    /// the broker's own, as a broker behind a proxy must: clients then make every connection
+    /// after the first through the proxy too. Single-node brokers only.
+    pub fn advertise(&mut self, address: &str) {
+        match &mut self.kind {
+            Kind::Kafka(cluster) => {
+                let listener = if cluster.options.scram_users.is_empty() {
+                    "PLAINTEXT"
+                } else {
+                    "SASL_PLAINTEXT"
+                };
+                cluster
+                    .options
+                    .settings
+                    .push(format!("advertised.listeners={listener}://{address}"));
+            }
+            Kind::Tansu(tansu) => tansu.advertised = Some(address.to_owned()),
+        }
+    }
+
+    /// Bootstrap servers for clients (`host:port,...`).
+    pub fn address(&self) -> String {
+        match &self.kind {
+            Kind::Kafka(cluster) => cluster.bootstrap.clone(),
+            Kind::Tansu(tansu) => format!("127.0.0.1:{}", tansu.port),
+        }
+    }
+
+    /// The folder of a dedicated Kafka cluster: each node's data and log
+    /// (`node-N/broker.log`).
+    pub fn dir(&self) -> Option<&Path> {
+        match &self.kind {
+            Kind::Kafka(cluster) => cluster.dir.as_ref().map(|dir| dir.path()),
+            Kind::Tansu(_) => None,
+        }
+    }
+
+    /// Stops the broker (every node of a cluster; SIGKILL, as a crash would).
+    pub fn stop(&mut self) {
+        match &mut self.kind {
+            Kind::Kafka(cluster) => {
+                if let Some(dir) = cluster.dir.as_ref().filter(|_| cluster.started) {
+                    let dir = dir.path().to_string_lossy().into_owned();
+                    for node in 1..=cluster.options.nodes {
+                        kafka_sh(&["kill", &dir, &node.to_string()]);
+                    }
+                }
+            }
+            Kind::Tansu(tansu) => tansu.stop(),
+        }
+    }
+
+    /// Starts the broker: the first time, a new one; after `stop`, the same one again on the
+    /// same ports (Kafka and SQLite Tansu with their data).
+    pub fn restart(&mut self) {
+        match &mut self.kind {
+            Kind::Kafka(cluster) => cluster.restart(),
+            Kind::Tansu(tansu) => tansu.restart(),
+        }
+    }
+
+    /// SIGKILLs node `node` (1-based) of a Kafka cluster.
+    pub fn kill_node(&self, node: usize) {
+        let dir = self.cluster_dir();
+        kafka_sh(&["kill", &dir, &node.to_string()]);
+    }
+
+    /// Starts node `node` of a Kafka cluster again, with its data, and waits until it serves.
+    pub fn restart_node(&self, node: usize) {
+        let dir = self.cluster_dir();
+        kafka_sh(&["restart", &dir, &node.to_string()]);
+    }
+
+    fn cluster_dir(&self) -> String {
+        match &self.kind {
+            Kind::Kafka(KafkaCluster { dir: Some(dir), .. }) => {
+                dir.path().to_string_lossy().into_owned()
+            }
+            _ => panic!("only a dedicated Kafka cluster has nodes to kill"),
+        }
+    }
+
+    /// Creates a SCRAM user on a Tansu broker with `tansu user create`; `mechanism` is
+    /// `scram256` or `scram512`. The broker must not require authentication yet: Tansu refuses
+    /// this request from a client that has not authenticated.
+    pub fn create_tansu_user(&self, mechanism: &str, name: &str, password: &str) {
+        let Kind::Tansu(tansu) = &self.kind else {
+            panic!("Kafka's SCRAM users are made with KafkaOptions::scram_users");
+        };
+        let output = Command::new(&tansu.binary)
+            .args(["user", "create", "--broker"])
+            .arg(format!("tcp://127.0.0.1:{}", tansu.port))
+            .args(["--mechanism", mechanism, name, password])
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap_or_else(|e| panic!("running {}: {e}", tansu.binary.display()));
+        assert!(
+            output.status.success(),
+            "tansu user create {name}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// From the next `restart` on, also passes `args` to `tansu broker`.
+    pub fn add_tansu_args(&mut self, args: &[&str]) {
+        let Kind::Tansu(tansu) = &mut self.kind else {
+            panic!("not a Tansu broker");
+        };
+        tansu.args.extend(args.iter().map(|&arg| arg.to_owned()));
+    }
+
+    /// An admin client for this broker.
+    pub fn admin(&self) -> AdminClient<DefaultClientContext> {
+        self.client_config().create().expect("admin client")
+    }
+
+    /// A plain producer, as any other Kafka application would use; one per broker.
+    pub fn producer(&self) -> &FutureProducer {
+        self.producer.get_or_init(|| {
+            self.client_config()
+                .set("enable.idempotence", "true")
+                .set("linger.ms", "0")
+                .create()
+                .expect("producer")
+        })
+    }
+
+    /// Client settings for this broker.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", self.address())
+            .set("allow.auto.create.topics", "false");
+        config
+    }
+
+    /// Creates a compacted topic with `partitions` partitions.
+    pub async fn create_topic(&self, name: &str, partitions: i32) {
+        self.create_topic_with(name, partitions, &[]).await;
+    }
+
+    /// Creates a compacted topic with `partitions` partitions and these topic settings.
+    pub async fn create_topic_with(&self, name: &str, partitions: i32, settings: &[(&str, &str)]) {
+        let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(-1))
+            .set("cleanup.policy", "compact");
+        if self.flavor() == Flavor::Tansu {
+            // Tansu 0.6 refuses -1 (the broker's default) as a replication factor.
+            topic.replication = TopicReplication::Fixed(1);
+        }
+        for (key, value) in settings {
+            topic = topic.set(key, value);
+        }
+        let results = self
+            .admin()
+            .create_topics([&topic], &AdminOptions::new())
+            .await
+            .expect("create topics");
+        for result in results {
+            result.expect("topic created");
+        }
+    }
+
+    /// Whether the broker's metadata lists `name`.
+    pub fn has_topic(&self, name: &str) -> bool {
+        let metadata = self
+            .admin()
+            .inner()
+            .fetch_metadata(None, Duration::from_secs(10))
+            .expect("metadata");
+        metadata.topics().iter().any(|t| t.name() == name)
+    }
+
+    /// Produces a record with a plain Kafka producer; `None` writes a tombstone.
+    pub async fn produce(&self, topic: &str, key: &[u8], value: Option<&[u8]>) -> i64 {
+        self.produce_with_headers(topic, key, value, &[]).await
+    }
+
+    /// Produces a record with these headers (name, value) with a plain Kafka producer.
+    pub async fn produce_with_headers(
+        &self,
+        topic: &str,
+        key: &[u8],
+        value: Option<&[u8]>,
+        headers: &[(&str, &[u8])],
+    ) -> i64 {
+        let producer = self.producer();
+        let mut record = FutureRecord::<[u8], [u8]>::to(topic).key(key);
+        if let Some(value) = value {
+            record = record.payload(value);
+        }
+        if !headers.is_empty() {
+            let owned = headers
+                .iter()
+                .fold(OwnedHeaders::new(), |all, (name, value)| {
+                    all.insert(Header {
+                        key: name,
+                        value: Some(*value),
+                    })
+                });
+            record = record.headers(owned);
+        }
+        producer
+            .send(record, Duration::from_secs(10))
+            .await
+            .map_err(|(e, _)| e)
+            .expect("produced")
+            .offset
+    }
+
+    /// Every record of partition 0 of `topic` from its start to its end, as a bare consumer
+    /// sees it: (offset, key, value, content-type header).
+    pub fn read_all(&self, topic: &str) -> Vec<LogRecord> {
+        let consumer: BaseConsumer = self
+            .client_config()
+            .set("group.id", "kvstore-tests")
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "true")
+            .create()
+            .expect("consumer");
+        let (_, end) = consumer
+            .fetch_watermarks(topic, 0, Duration::from_secs(10))
+            .expect("watermarks");
+        let mut assignment = TopicPartitionList::new();
+        assignment
+            .add_partition_offset(topic, 0, Offset::Beginning)
+            .expect("partition");
+        consumer.assign(&assignment).expect("assigned");
+        let mut records = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{topic} not read to its end"
+            );
+            match consumer.poll(Duration::from_millis(200)) {
+                Some(Ok(message)) => {
+                    let content_type = message.headers().and_then(|headers| {
+                        headers
+                            .iter()
+                            .find(|h| h.key == "content-type")
+                            .and_then(|h| h.value)
+                            .map(|v| String::from_utf8_lossy(v).into_owned())
+                    });
+                    records.push(LogRecord {
+                        offset: message.offset(),
+                        key: message.key().map(<[u8]>::to_vec),
+                        value: message.payload().map(<[u8]>::to_vec),
+                        content_type,
+                    });
+                }
+                Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => {
+                    let position = consumer
+                        .position()
+                        .ok()
+                        .and_then(|list| list.find_partition(topic, 0)?.offset().to_raw());
+                    if position.is_some_and(|p| p >= end) {
+                        return records;
+                    }
+                }
+                Some(Err(error)) => panic!("reading {topic}: {error}"),
+                None => {}
+            }
+        }
+    }
+}
+
+/// A record as a bare consumer reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogRecord {
+    /// Its offset.
+    pub offset: i64,
+    /// Its key.
+    pub key: Option<Vec<u8>>,
+    /// Its value; `None` for a tombstone.
+    pub value: Option<Vec<u8>>,
+    /// Its content-type header.
+    pub content_type: Option<String>,
+}
+
+impl KafkaCluster {
+    fn restart(&mut self) {
+        if self.started {
+            let dir = self
+                .dir
+                .as_ref()
+                .expect("the shared broker is never restarted")
+                .path()
+                .to_string_lossy()
+                .into_owned();
+            for node in 1..=self.options.nodes {
+                kafka_sh(&["restart", &dir, &node.to_string()]);
+            }
+            return;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("kvstore-kafka-")
+            .tempdir()
+            .expect("temp dir");
+        let ports = self
+            .ports
+            .iter()
+            .map(u16::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let owner = std::process::id().to_string();
+        let nodes = self.options.nodes.to_string();
+        let mut args = vec![
+            "start".to_owned(),
+            dir.path().to_string_lossy().into_owned(),
+            "--nodes".into(),
+            nodes,
+            "--ports".into(),
+            ports,
+            "--owner".into(),
+            owner,
+        ];
+        if !self.options.scram_users.is_empty() {
+            let client = self.ports[0];
+            // Clients authenticate with SCRAM on the client listener; brokers too, as `kv`.
+            let (user, password) = self.options.scram_users[0]
+                .split_once(':')
+                .expect("name:password");
+            for setting in [
+                format!(
+                    "listeners=SASL_PLAINTEXT://127.0.0.1:{client},CONTROLLER://127.0.0.1:{}",
+                    self.ports[1]
+                ),
+                format!("advertised.listeners=SASL_PLAINTEXT://127.0.0.1:{client}"),
+                "inter.broker.listener.name=SASL_PLAINTEXT".into(),
+                "sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512".into(),
+                "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512".into(),
+            ] {
+                args.push("--set".into());
+                args.push(setting);
+            }
+            // Each enabled mechanism needs a login on the listener (the broker's own, for
+            // SHA-512 between brokers).
+            for mechanism in ["scram-sha-256", "scram-sha-512"] {
+                let setting = format!(
+                    "listener.name.sasl_plaintext.{mechanism}.sasl.jaas.config=\
+                     org.apache.kafka.common.security.scram.ScramLoginModule required \
+                     username=\"{user}\" password=\"{password}\";"
+                );
+                args.push("--set".into());
+                args.push(setting);
+            }
+            for user in &self.options.scram_users {
+                args.push("--scram".into());
+                args.push(user.clone());
+            }
+        }
+        for setting in &self.options.settings {
+            args.push("--set".into());
+            args.push(setting.clone());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        kafka_sh(&args);
+        self.dir = Some(dir);
+        self.started = true;
+    }
+}
+
+impl Drop for KafkaCluster {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.dir {
+            if std::thread::panicking() {
+                for node in 1..=self.options.nodes {
+                    let log = dir.path().join(format!("node-{node}/broker.log"));
+                    let text = std::fs::read_to_string(&log).unwrap_or_default();
+                    let tail: Vec<&str> = text.lines().rev().take(30).collect();
+                    eprintln!("--- {} (last 30 lines) ---", log.display());
+                    for line in tail.into_iter().rev() {
+                        eprintln!("{line}");
+                    }
+                }
+            }
+            let _ = Command::new(kafka_script())
+                .arg("stop")
+                .arg(dir.path())
+                .env("KAFKA_STOP_SIGNAL", "KILL")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+impl Tansu {
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn restart(&mut self) {
+        self.stop();
+        let address = format!("127.0.0.1:{}", self.port);
+        let advertised = format!("tcp://{}", self.advertised.as_deref().unwrap_or(&address));
+        let child = Command::new(&self.binary)
+            .arg("broker")
+            .arg("--listener-url")
+            .arg(format!("tcp://{address}"))
+            .arg("--advertised-listener-url")
+            .arg(advertised)
+            .arg("--storage-engine")
+            .arg(&self.storage)
+            .args(&self.args)
+            .current_dir(&self.workdir)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", self.binary.display()));
+        self.child = Some(child);
+        wait_for_port(self.port, Duration::from_secs(20));
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
