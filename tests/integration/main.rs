@@ -4,6 +4,7 @@ mod common;
 
 mod batch;
 mod clients;
+mod compaction;
 mod faults;
 mod fuzz;
 mod history;
@@ -13,6 +14,7 @@ mod keys;
 mod model;
 mod operations;
 mod range;
+mod reference;
 mod replication;
 mod sdk;
 mod security;
