@@ -7,103 +7,8 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 
+use crate::common::load::{assert_acknowledged_present, write_until};
 use crate::common::{Broker, Server, ServerOptions};
-
-/// What one write under load got.
-#[derive(Debug, Clone)]
-struct Outcome {
-    key: String,
-    value: String,
-    /// The HTTP status, or `None` if the request failed at the connection.
-    status: Option<StatusCode>,
-    offset: Option<i64>,
-}
-
-/// Writers putting unique keys as fast as they can until `stop`.
-async fn write_until(
-    server: &Arc<Server>,
-    topic: &'static str,
-    writers: usize,
-    stop: Arc<AtomicBool>,
-) -> Vec<Outcome> {
-    let mut tasks = Vec::new();
-    for writer in 0..writers {
-        let server = server.clone();
-        let stop = stop.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut outcomes = Vec::new();
-            let mut n = 0;
-            while !stop.load(Ordering::Relaxed) {
-                let key = format!("w{writer}-{n}");
-                let value = format!("value of {key}");
-                n += 1;
-                let sent = server
-                    .http()
-                    .put(server.key_url(topic, &key))
-                    .body(value.clone())
-                    .timeout(Duration::from_secs(30))
-                    .send()
-                    .await;
-                let (status, offset) = match sent {
-                    Ok(response) => {
-                        let status = response.status();
-                        let body: serde_json::Value =
-                            response.json().await.unwrap_or(serde_json::Value::Null);
-                        (Some(status), body["offset"].as_i64())
-                    }
-                    Err(_) => {
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                        (None, None)
-                    }
-                };
-                if status.is_some_and(|s| !s.is_success()) {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                outcomes.push(Outcome {
-                    key,
-                    value,
-                    status,
-                    offset,
-                });
-            }
-            outcomes
-        }));
-    }
-    let mut all = Vec::new();
-    for task in tasks {
-        all.extend(task.await.expect("writer finished"));
-    }
-    all
-}
-
-/// Every acknowledged write is readable on `server` with its value and offset.
-async fn assert_acknowledged_present(server: &Server, topic: &str, outcomes: &[Outcome]) {
-    let acknowledged: Vec<&Outcome> = outcomes
-        .iter()
-        .filter(|o| o.status.is_some_and(|s| s.is_success()))
-        .collect();
-    assert!(!acknowledged.is_empty(), "some writes succeeded");
-    let items = server.dump(topic, "", 1000).await;
-    let stored: std::collections::HashMap<&str, (&str, i64)> = items
-        .iter()
-        .map(|i| {
-            (
-                i["key"].as_str().expect("key"),
-                (
-                    i["value"].as_str().expect("text value"),
-                    i["offset"].as_i64().expect("offset"),
-                ),
-            )
-        })
-        .collect();
-    for write in acknowledged {
-        let (value, offset) = stored
-            .get(write.key.as_str())
-            .unwrap_or_else(|| panic!("acknowledged write {} is lost", write.key));
-        assert_eq!(*value, write.value, "{}", write.key);
-        assert_eq!(Some(*offset), write.offset, "{}", write.key);
-    }
-}
 
 #[tokio::test]
 async fn broker_down_at_startup_then_up() {
@@ -210,7 +115,7 @@ async fn sigterm_under_load_loses_no_acknowledged_write() {
     let load = {
         let server = server.clone();
         let stop = stop.clone();
-        tokio::spawn(async move { write_until(&server, "term", 16, stop).await })
+        tokio::spawn(async move { write_until(&server, "term", "w", 16, stop).await })
     };
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let signalled = server.signal_terminate();
@@ -331,7 +236,7 @@ async fn broker_killed_under_load_and_restarted_loses_nothing() {
     let load = {
         let server = server.clone();
         let stop = stop.clone();
-        tokio::spawn(async move { write_until(&server, "crash", 8, stop).await })
+        tokio::spawn(async move { write_until(&server, "crash", "w", 8, stop).await })
     };
     tokio::time::sleep(Duration::from_millis(1500)).await;
     broker.stop();

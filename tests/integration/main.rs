@@ -4,6 +4,7 @@ mod common;
 
 mod batch;
 mod clients;
+mod cluster;
 mod compaction;
 mod faults;
 mod fuzz;

@@ -398,6 +398,22 @@ impl Broker {
         }
     }
 
+    /// The node id of the leader of partition 0 of `topic` (-1 while it has none), as the
+    /// cluster's metadata says.
+    pub fn leader(&self, topic: &str) -> i32 {
+        let metadata = self
+            .admin()
+            .inner()
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .expect("metadata");
+        metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic)
+            .and_then(|t| t.partitions().first().map(|p| p.leader()))
+            .unwrap_or(-1)
+    }
+
     /// Whether the broker's metadata lists `name`.
     pub fn has_topic(&self, name: &str) -> bool {
         let metadata = self

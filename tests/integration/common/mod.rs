@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod broker;
+pub mod load;
 pub mod raw;
 pub mod server;
 

@@ -1,0 +1,138 @@
+//! Faults on a three-node Apache Kafka cluster: replication factor 3, `min.insync.replicas=2`,
+//! and kvstore's idempotent `acks=all` producer. Apache Kafka only.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+
+use crate::common::load::{Outcome, assert_acknowledged_present, write_until};
+use crate::common::{Broker, Server, ServerOptions, topic};
+
+/// Writers per replica.
+const WRITERS: usize = 6;
+
+/// What the answers to the writes in `outcomes` were, by status ("connection" when none came).
+fn tally<'a>(outcomes: impl IntoIterator<Item = &'a Outcome>) -> Vec<(String, usize)> {
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for outcome in outcomes {
+        let status = outcome
+            .status
+            .map_or_else(|| "connection".to_owned(), |s| s.as_u16().to_string());
+        *counts.entry(status).or_default() += 1;
+    }
+    let mut counts: Vec<_> = counts.into_iter().collect();
+    counts.sort();
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_the_partition_leader_under_load_loses_no_acknowledged_write() {
+    let broker = Broker::cluster();
+    let topic = topic("failover");
+    let options = ServerOptions::default().env("KVSTORE_WRITE_TIMEOUT", "8s");
+    let replicas: Vec<Arc<Server>> = (0..2)
+        .map(|_| Arc::new(Server::start_with(&broker.address(), options.clone())))
+        .collect();
+    replicas[0].put_ok(&topic, "warm-up", "v").await;
+    replicas[1].wait_applied(&topic, 0).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let load: Vec<_> = replicas
+        .iter()
+        .enumerate()
+        .map(|(i, server)| {
+            let (server, stop, topic) = (server.clone(), stop.clone(), topic.clone());
+            tokio::spawn(async move {
+                write_until(&server, &topic, &format!("r{i}w"), WRITERS, stop).await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let leader = broker.leader(&topic);
+    assert!(leader > 0, "no leader for {topic}");
+    let killed_at = Instant::now();
+    broker.kill_node(leader as usize);
+    tokio::time::sleep(Duration::from_secs(14)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut per_replica = Vec::new();
+    for task in load {
+        per_replica.push(task.await.expect("load finished"));
+    }
+    let new_leader = broker.leader(&topic);
+
+    for (i, outcomes) in per_replica.iter().enumerate() {
+        // Every answer is a success or says the write may not have happened; none is lost.
+        for outcome in outcomes {
+            let status = outcome.status.expect("the server kept answering");
+            assert!(
+                status.is_success()
+                    || status == StatusCode::SERVICE_UNAVAILABLE
+                    || status == StatusCode::GATEWAY_TIMEOUT,
+                "replica {i}, {}: {status}",
+                outcome.key
+            );
+        }
+        // Writes succeed again soon after the kill.
+        let recovered = outcomes
+            .iter()
+            .filter(|o| o.acknowledged() && o.invoked > killed_at)
+            .map(|o| o.completed - killed_at)
+            .min()
+            .unwrap_or_else(|| panic!("replica {i}: no write succeeded after the kill"));
+        let in_flight: Vec<&Outcome> = outcomes
+            .iter()
+            .filter(|o| o.invoked <= killed_at && o.completed > killed_at)
+            .collect();
+        let after: Vec<&Outcome> = outcomes.iter().filter(|o| o.invoked > killed_at).collect();
+        eprintln!(
+            "failover: replica {i}: node {leader} (leader) killed, node {new_leader} leads now; \
+             writes succeed again {:.2} s after the kill; {} writes, {} acknowledged; in \
+             flight at the kill: {:?}; sent after it: {:?}",
+            recovered.as_secs_f64(),
+            outcomes.len(),
+            outcomes.iter().filter(|o| o.acknowledged()).count(),
+            tally(in_flight),
+            tally(after)
+        );
+        assert!(
+            recovered < Duration::from_secs(10),
+            "replica {i}: writes failed for {recovered:?} after the kill"
+        );
+    }
+
+    // Both replicas hold every acknowledged write, with its offset, and the same state.
+    let all: Vec<Outcome> = per_replica.concat();
+    let last = all.iter().filter_map(|o| o.offset).max().expect("offsets");
+    for server in &replicas {
+        server.wait_applied(&topic, last).await;
+        assert_acknowledged_present(server, &topic, &all).await;
+    }
+    assert_eq!(
+        replicas[0].dump(&topic, "", 1000).await,
+        replicas[1].dump(&topic, "", 1000).await,
+        "the replicas differ"
+    );
+    // No write is in the log twice: each key was written once, by one request.
+    let log = broker.read_all(&topic);
+    let mut seen: HashMap<Vec<u8>, i64> = HashMap::new();
+    for record in &log {
+        let key = record.key.clone().expect("key");
+        if let Some(first) = seen.insert(key.clone(), record.offset) {
+            panic!(
+                "{} is in the log twice, at {first} and {}",
+                String::from_utf8_lossy(&key),
+                record.offset
+            );
+        }
+    }
+    let acknowledged = all.iter().filter(|o| o.acknowledged()).count();
+    eprintln!(
+        "failover: {} writes, {acknowledged} acknowledged, 0 of them lost; {} records in the \
+         log, none twice",
+        all.len(),
+        log.len()
+    );
+}
