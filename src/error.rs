@@ -169,6 +169,9 @@ impl ApiError {
                 WriteError::BrokerUnavailable(_) => {
                     (StatusCode::SERVICE_UNAVAILABLE, "broker_unavailable")
                 }
+                WriteError::NotEnoughReplicas { .. } => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "not_enough_replicas")
+                }
                 WriteError::Overloaded { .. } => (StatusCode::TOO_MANY_REQUESTS, "overloaded"),
                 WriteError::TooLargeForBroker(_) => {
                     (StatusCode::PAYLOAD_TOO_LARGE, "record_too_large")
@@ -190,6 +193,7 @@ impl ApiError {
             ApiError::Topic(TopicError::StillReplaying { .. })
             | ApiError::Topic(TopicError::BrokerUnavailable(_))
             | ApiError::Write(WriteError::BrokerUnavailable(_))
+            | ApiError::Write(WriteError::NotEnoughReplicas { .. })
             | ApiError::Write(WriteError::Overloaded { .. })
             | ApiError::Busy { .. } => Some(Duration::from_secs(1)),
             _ => None,

@@ -19,6 +19,20 @@ pub enum WriteError {
     /// The broker is unreachable or refused; nothing was written.
     #[error("Kafka broker unavailable; nothing was written: {0}")]
     BrokerUnavailable(String),
+    /// The topic's partition has fewer in-sync replicas than its `min.insync.replicas`, so
+    /// the brokers refuse every write; nothing was written.
+    #[error(
+        "topic {topic:?} has {in_sync} in-sync replicas, fewer than its min.insync.replicas \
+         ({required}), so the brokers accept no write; nothing was written"
+    )]
+    NotEnoughReplicas {
+        /// The topic.
+        topic: String,
+        /// Its partition's in-sync replicas at the last probe.
+        in_sync: usize,
+        /// Its `min.insync.replicas`.
+        required: usize,
+    },
     /// Too many writes are waiting already; nothing was written.
     #[error("too many writes in progress (limit {limit}); nothing was written, retry shortly")]
     Overloaded {
@@ -120,6 +134,13 @@ impl Writer {
             return Err(WriteError::BrokerUnavailable(
                 self.kafka.status().down_reason(),
             ));
+        }
+        if let Some(shortfall) = self.kafka.in_sync_shortfall(topic.name()) {
+            return Err(WriteError::NotEnoughReplicas {
+                topic: topic.name().to_owned(),
+                in_sync: shortfall.in_sync,
+                required: shortfall.required,
+            });
         }
         let wanted = u32::try_from(records.len().min(self.max_pending)).unwrap_or(u32::MAX);
         let _permit =

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::types::RDKafkaRespErr;
 use tokio_util::sync::CancellationToken;
@@ -127,9 +127,15 @@ impl Kafka {
                 reachable = check => reachable,
             };
             let now = match reachable {
-                Ok(Ok(_)) => Reachability::Up,
+                Ok(Ok(metadata)) => {
+                    self.inner.in_sync.update(&metadata);
+                    Reachability::Up
+                }
                 _ => Reachability::Down,
             };
+            if now == Reachability::Up {
+                self.look_up_min_in_sync().await;
+            }
             let before = self.inner.status.set(now);
             match (before, now) {
                 (Reachability::Up, Reachability::Up) | (Reachability::Down, Reachability::Down) => {
@@ -147,6 +153,39 @@ impl Kafka {
                 () = cancel.cancelled() => return,
                 () = tokio::time::sleep(interval) => {}
                 () = self.inner.status.check_requested() => {}
+            }
+        }
+    }
+
+    /// Looks up `min.insync.replicas` of the written topics that lack it (the topic's own
+    /// setting, else the broker's default, as DescribeConfigs reports it).
+    async fn look_up_min_in_sync(&self) {
+        let topics = self.inner.in_sync.unknown_requirements();
+        if topics.is_empty() {
+            return;
+        }
+        let specifiers: Vec<ResourceSpecifier<'_>> = topics
+            .iter()
+            .map(|topic| ResourceSpecifier::Topic(topic))
+            .collect();
+        let timeout = self.config().kafka.admin_timeout;
+        let options = AdminOptions::new().request_timeout(Some(timeout));
+        let described = tokio::time::timeout(
+            timeout,
+            self.inner.admin.describe_configs(&specifiers, &options),
+        )
+        .await;
+        // A failure is tried again at the next probe.
+        let Ok(Ok(results)) = described else {
+            return;
+        };
+        for (topic, result) in topics.iter().zip(results) {
+            let required = result
+                .ok()
+                .and_then(|resource| resource.get("min.insync.replicas")?.value.clone())
+                .and_then(|value| value.parse().ok());
+            if let Some(required) = required {
+                self.inner.in_sync.set_required(topic, required);
             }
         }
     }

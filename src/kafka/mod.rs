@@ -6,10 +6,12 @@
 //! - [`producer`]: writing records, holding a topic's back while five of them are in
 //!   flight, and classifying the failures.
 //! - [`replay`]: the per-topic loop that reads a topic from its beginning into its store.
+//! - [`replicas`]: the in-sync replicas of the topics written to, from the probe's metadata.
 
 pub mod admin;
 pub mod producer;
 pub mod replay;
+pub mod replicas;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -219,6 +221,7 @@ struct Inner {
     producer: std::sync::RwLock<Arc<producer::RecordProducer>>,
     admin: rdkafka::admin::AdminClient<KafkaContext>,
     status: Arc<BrokerStatus>,
+    in_sync: replicas::InSyncReplicas,
     config: Arc<Config>,
 }
 
@@ -242,9 +245,16 @@ impl Kafka {
                 producer: std::sync::RwLock::new(Arc::new(producer)),
                 admin,
                 status,
+                in_sync: replicas::InSyncReplicas::default(),
                 config,
             }),
         })
+    }
+
+    /// Whether `topic`'s partition had fewer in-sync replicas than its
+    /// `min.insync.replicas` at the last probe, so that the broker refuses every write.
+    pub fn in_sync_shortfall(&self, topic: &str) -> Option<replicas::Shortfall> {
+        self.inner.in_sync.shortfall(topic)
     }
 
     /// The broker's reachability.
