@@ -4,7 +4,9 @@
 #   scripts/kafka.sh install                 resolve the jars once (cached) and print their folder
 #   scripts/kafka.sh start DIR [options]     format and start a cluster in DIR, wait until every
 #                                            node serves, print its bootstrap servers
-#       --nodes N          nodes, each a combined broker and controller (default 1)
+#       --nodes N          broker nodes (default 1), each a controller too unless --controllers
+#       --controllers N    N controller-only nodes besides the brokers (default 0), numbered
+#                          after them: the quorum then outlives the brokers
 #       --ports LIST       the ports to listen on, two a node (clients, controller), comma
 #                          separated: 9092,9093 for one node (default: free ports)
 #       --owner PID        stop the cluster once process PID has gone (tests, `make test`)
@@ -13,7 +15,8 @@
 #   scripts/kafka.sh stop DIR                stop every node together (SIGKILL after 20 s;
 #                                            KAFKA_STOP_SIGNAL=KILL at once)
 #   scripts/kafka.sh kill DIR N              SIGKILL node N (1-based)
-#   scripts/kafka.sh restart DIR N           start node N again with its data, wait until it serves
+#   scripts/kafka.sh restart DIR [N]         start node N (or every stopped node) again with its
+#                                            data, wait until it serves
 #   scripts/kafka.sh bootstrap DIR           print the bootstrap servers of the cluster in DIR
 #   scripts/kafka.sh tool NAME ARGS...       run one of Kafka's tools: topics, configs,
 #                                            console-producer, console-consumer, get-offsets,
@@ -148,11 +151,12 @@ wait_node() {
 log_size() { stat -c %s "$1" 2>/dev/null || echo 0; }
 
 start() {
-  local dir="" nodes=1 port_list="" owner="" settings=() scram=()
+  local dir="" nodes=1 controllers=0 port_list="" owner="" settings=() scram=()
   dir="${1:-}"; [ -n "$dir" ] || die "usage: kafka.sh start DIR [options]"; shift
   while [ $# -gt 0 ]; do
     case "$1" in
       --nodes) nodes="$2"; shift 2 ;;
+      --controllers) controllers="$2"; shift 2 ;;
       --ports) port_list="$2"; shift 2 ;;
       --owner) owner="$2"; shift 2 ;;
       --set) settings+=("$2"); shift 2 ;;
@@ -166,17 +170,21 @@ start() {
   [ ! -e "$dir/cluster.env" ] || die "$dir already holds a cluster; stop it and remove the folder"
   write_log_config "$dir/log4j2.properties"
 
-  local ports=()
+  local total=$((nodes + controllers)) ports=()
   if [ -n "$port_list" ]; then
     IFS=, read -r -a ports <<<"$port_list"
-    [ ${#ports[@]} -eq $((2 * nodes)) ] || die "--ports needs $((2 * nodes)) ports for $nodes nodes"
+    [ ${#ports[@]} -eq $((2 * total)) ] || die "--ports needs $((2 * total)) ports for $total nodes"
   else
-    read -r -a ports <<<"$(free_ports $((2 * nodes)))"
+    read -r -a ports <<<"$(free_ports $((2 * total)))"
   fi
   local voters="" bootstrap=""
-  for ((n = 1; n <= nodes; n++)); do
-    voters+="${voters:+,}$n@127.0.0.1:${ports[$((2 * n - 1))]}"
-    bootstrap+="${bootstrap:+,}127.0.0.1:${ports[$((2 * n - 2))]}"
+  for ((n = 1; n <= total; n++)); do
+    if [ "$controllers" -eq 0 ] || [ "$n" -gt "$nodes" ]; then
+      voters+="${voters:+,}$n@127.0.0.1:${ports[$((2 * n - 1))]}"
+    fi
+    if [ "$n" -le "$nodes" ]; then
+      bootstrap+="${bootstrap:+,}127.0.0.1:${ports[$((2 * n - 2))]}"
+    fi
   done
   local replicas=$((nodes < 3 ? nodes : 3))
   local min_isr=$((replicas > 1 ? 2 : 1))
@@ -188,18 +196,29 @@ start() {
     format_args+=(--add-scram "SCRAM-SHA-256=[name=${user%%:*},password=${user#*:}]")
     format_args+=(--add-scram "SCRAM-SHA-512=[name=${user%%:*},password=${user#*:}]")
   done
-  for ((n = 1; n <= nodes; n++)); do
+  local formats=()
+  for ((n = 1; n <= total; n++)); do
     local home="$dir/node-$n" client="${ports[$((2 * n - 2))]}" controller="${ports[$((2 * n - 1))]}"
     mkdir -p "$home/data"
     {
-      echo "process.roles=broker,controller"
       echo "node.id=$n"
       echo "controller.quorum.voters=$voters"
-      echo "listeners=PLAINTEXT://127.0.0.1:$client,CONTROLLER://127.0.0.1:$controller"
-      echo "advertised.listeners=PLAINTEXT://127.0.0.1:$client"
+      if [ "$n" -gt "$nodes" ]; then
+        echo "process.roles=controller"
+        echo "listeners=CONTROLLER://127.0.0.1:$controller"
+      elif [ "$controllers" -gt 0 ]; then
+        echo "process.roles=broker"
+        echo "listeners=PLAINTEXT://127.0.0.1:$client"
+      else
+        echo "process.roles=broker,controller"
+        echo "listeners=PLAINTEXT://127.0.0.1:$client,CONTROLLER://127.0.0.1:$controller"
+      fi
+      if [ "$n" -le "$nodes" ]; then
+        echo "advertised.listeners=PLAINTEXT://127.0.0.1:$client"
+        echo "inter.broker.listener.name=PLAINTEXT"
+      fi
       echo "controller.listener.names=CONTROLLER"
       echo "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT"
-      echo "inter.broker.listener.name=PLAINTEXT"
       echo "log.dirs=$home/data"
       # Internal topics: as replicated as the cluster allows, one partition (faster to create).
       echo "offsets.topic.replication.factor=$replicas"
@@ -229,20 +248,27 @@ start() {
       echo "replica.fetch.wait.max.ms=200"
       echo "leader.imbalance.check.interval.seconds=5"
       echo "controlled.shutdown.enable=true"
-      for setting in "${settings[@]}"; do echo "$setting"; done
+      # Settings given for the brokers are no business of controller-only nodes.
+      if [ "$n" -le "$nodes" ]; then
+        for setting in "${settings[@]}"; do echo "$setting"; done
+      fi
     } >"$home/server.properties"
+    # Formatting starts a JVM per node: all at once.
     java $(java_opts "$dir/log4j2.properties") -cp "$lib/*" kafka.tools.StorageTool format \
-      -t "$cluster_id" -c "$home/server.properties" "${format_args[@]}" >"$home/format.log" 2>&1 \
-      || { cat "$home/format.log" >&2; die "formatting node $n failed"; }
+      -t "$cluster_id" -c "$home/server.properties" "${format_args[@]}" >"$home/format.log" 2>&1 &
+    formats+=($!)
+  done
+  for ((n = 1; n <= total; n++)); do
+    wait "${formats[$((n - 1))]}" || { cat "$dir/node-$n/format.log" >&2; die "formatting node $n failed"; }
   done
   {
-    echo "NODES=$nodes"
+    echo "NODES=$total"
     echo "BOOTSTRAP=$bootstrap"
     echo "CLUSTER_ID=$cluster_id"
   } >"$dir/cluster.env"
 
   # A broker does not finish starting without a controller quorum: start all, then wait.
-  for ((n = 1; n <= nodes; n++)); do start_node "$dir" "$n"; done
+  for ((n = 1; n <= total; n++)); do start_node "$dir" "$n"; done
   if [ -n "$owner" ]; then
     # Stops the cluster once its owner has gone, however it went (a test binary killed by a
     # timeout runs no destructors).
@@ -252,7 +278,7 @@ start() {
     ) </dev/null >/dev/null 2>&1 &
     disown
   fi
-  for ((n = 1; n <= nodes; n++)); do wait_node "$dir" "$n" 0; done
+  for ((n = 1; n <= total; n++)); do wait_node "$dir" "$n" 0; done
   echo "$bootstrap"
 }
 
@@ -291,15 +317,25 @@ kill_node() {
 }
 
 restart_node() {
-  local dir="${1:?usage: kafka.sh restart DIR N}" node="${2:?usage: kafka.sh restart DIR N}"
+  local dir="${1:?usage: kafka.sh restart DIR [N]}" only="${2:-}"
   [ -e "$dir/cluster.env" ] || die "no cluster in $dir"
-  local pid
-  pid="$(pid_of "$dir" "$node")"
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then die "node $node is running"; fi
-  local since
-  since=$(($(log_size "$dir/node-$node/broker.log") + 1))
-  start_node "$dir" "$node"
-  wait_node "$dir" "$node" "$since"
+  # shellcheck disable=SC1091
+  . "$dir/cluster.env"
+  local nodes=() since=()
+  for ((n = 1; n <= NODES; n++)); do
+    [ -z "$only" ] || [ "$n" = "$only" ] || continue
+    local pid
+    pid="$(pid_of "$dir" "$n")"
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+      [ -z "$only" ] || die "node $n is running"
+      continue
+    fi
+    nodes+=("$n")
+    since+=($(($(log_size "$dir/node-$n/broker.log") + 1)))
+  done
+  # All before waiting on any: a node does not finish starting without a quorum.
+  for n in "${nodes[@]}"; do start_node "$dir" "$n"; done
+  for i in "${!nodes[@]}"; do wait_node "$dir" "${nodes[$i]}" "${since[$i]}"; done
 }
 
 tool() {

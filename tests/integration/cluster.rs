@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 
 use crate::common::load::{Outcome, assert_acknowledged_present, write_until};
-use crate::common::{Broker, Server, ServerOptions, topic};
+use crate::common::{Broker, KafkaOptions, Server, ServerOptions, topic};
 
 /// Writers per replica.
 const WRITERS: usize = 6;
@@ -134,5 +134,99 @@ async fn killing_the_partition_leader_under_load_loses_no_acknowledged_write() {
          log, none twice",
         all.len(),
         log.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_brokers_of_three_down_refuse_writes_at_once_while_reads_go_on() {
+    // A controller of its own, so that the quorum outlives two brokers and the partition's
+    // in-sync replicas shrink to its leader alone.
+    let broker = Broker::kafka(KafkaOptions {
+        nodes: 3,
+        controllers: 1,
+        ..KafkaOptions::default()
+    });
+    let topic = topic("quorum");
+    let options = ServerOptions::default().env("KVSTORE_WRITE_TIMEOUT", "8s");
+    let server = Server::start_with(&broker.address(), options.clone());
+    let before = server.put_ok(&topic, "before", "v").await;
+    let leader = broker.leader(&topic);
+    let followers: Vec<usize> = (1..=3).filter(|&n| n as i32 != leader).collect();
+    let killed_at = Instant::now();
+    for &node in &followers {
+        broker.kill_node(node);
+    }
+
+    // Once the cluster has noticed, writes are refused at once, saying why.
+    let mut answers = Vec::new();
+    let refused_at = loop {
+        let started = Instant::now();
+        let (status, body) = server.put(&topic, "during", "x", "text/plain").await;
+        let took = started.elapsed();
+        answers.push(status.as_u16());
+        if body["error"]["code"] == "not_enough_replicas" && took < Duration::from_secs(1) {
+            break killed_at.elapsed();
+        }
+        assert!(
+            status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::GATEWAY_TIMEOUT,
+            "{status} {body}"
+        );
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(40),
+            "writes not refused at once 40 s after two brokers went: {answers:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    for _ in 0..5 {
+        let started = Instant::now();
+        let response = server
+            .http()
+            .put(server.key_url(&topic, "during"))
+            .body("x")
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(response.headers().contains_key("retry-after"));
+        let body: serde_json::Value = response.json().await.expect("json");
+        assert_eq!(body["error"]["code"], "not_enough_replicas", "{body}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("nothing was written"), "{message}");
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+    // Reads go on, from memory, and the replica says it is ready to serve them.
+    let (status, _, body) = server.get(&topic, "before").await;
+    assert_eq!((status, body.as_slice()), (StatusCode::OK, &b"v"[..]));
+    let (status, ready) = server.get_json("/readyz").await;
+    assert_eq!(status, StatusCode::OK, "{ready}");
+
+    // The brokers come back; writes succeed again without touching kvstore.
+    let restarted_at = Instant::now();
+    for &node in &followers {
+        broker.restart_node(node);
+    }
+    let after = loop {
+        let (status, body) = server.put(&topic, "after", "y", "text/plain").await;
+        if status == StatusCode::OK {
+            break body["offset"].as_i64().expect("offset");
+        }
+        assert!(
+            restarted_at.elapsed() < Duration::from_secs(40),
+            "writes still fail 40 s after the brokers came back: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    eprintln!(
+        "two of three down: writes refused at once {:.1} s after the kill (answers until \
+         then: {answers:?}); writes succeed again {:.1} s after the restart began",
+        refused_at.as_secs_f64(),
+        restarted_at.elapsed().as_secs_f64()
+    );
+    assert!(after > before);
+    let fresh = Server::start_with(&broker.address(), options);
+    fresh.wait_applied(&topic, after).await;
+    assert_eq!(
+        fresh.dump(&topic, "", 1000).await,
+        server.dump(&topic, "", 1000).await
     );
 }

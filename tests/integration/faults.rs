@@ -271,6 +271,12 @@ async fn broker_killed_under_load_and_restarted_loses_nothing() {
     let after = server.put_ok("crash", "after", "v").await;
     server.wait_applied("crash", after).await;
     assert_acknowledged_present(&server, "crash", &outcomes).await;
+    // The replay went on from where it was: it started from the beginning once.
+    let replays = server
+        .log()
+        .matches("replaying topic from the beginning")
+        .count();
+    assert_eq!(replays, 1, "{}", server.log());
 
     // The log itself holds every acknowledged write: a fresh replica agrees.
     let replica = Server::start(&broker.address());

@@ -56,8 +56,10 @@ enum Kind {
 /// How a dedicated Kafka cluster is set up.
 #[derive(Debug, Clone, Default)]
 pub struct KafkaOptions {
-    /// Nodes, each a broker and a controller (0 means 1).
+    /// Broker nodes (0 means 1), each a controller too unless `controllers` is set.
     pub nodes: usize,
+    /// Controller-only nodes besides the brokers, numbered after them (0: none).
+    pub controllers: usize,
     /// Broker settings (`key=value`) added to every node's configuration.
     pub settings: Vec<String>,
     /// SCRAM users (`name:password`) made when the storage is formatted.
@@ -176,7 +178,9 @@ impl Broker {
     /// A Kafka cluster as [`Broker::kafka`] makes, with its ports reserved, not started.
     pub fn kafka_not_started(options: KafkaOptions) -> Broker {
         let nodes = options.nodes.max(1);
-        let ports: Vec<u16> = (0..2 * nodes).map(|_| free_port()).collect();
+        let ports: Vec<u16> = (0..2 * (nodes + options.controllers))
+            .map(|_| free_port())
+            .collect();
         let bootstrap = ports
             .iter()
             .step_by(2)
@@ -279,7 +283,7 @@ impl Broker {
             Kind::Kafka(cluster) => {
                 if let Some(dir) = cluster.dir.as_ref().filter(|_| cluster.started) {
                     let dir = dir.path().to_string_lossy().into_owned();
-                    for node in 1..=cluster.options.nodes {
+                    for node in 1..=cluster.options.nodes + cluster.options.controllers {
                         kafka_sh(&["kill", &dir, &node.to_string()]);
                     }
                 }
@@ -541,9 +545,7 @@ impl KafkaCluster {
                 .path()
                 .to_string_lossy()
                 .into_owned();
-            for node in 1..=self.options.nodes {
-                kafka_sh(&["restart", &dir, &node.to_string()]);
-            }
+            kafka_sh(&["restart", &dir]);
             return;
         }
         let dir = tempfile::Builder::new()
@@ -558,11 +560,14 @@ impl KafkaCluster {
             .join(",");
         let owner = std::process::id().to_string();
         let nodes = self.options.nodes.to_string();
+        let controllers = self.options.controllers.to_string();
         let mut args = vec![
             "start".to_owned(),
             dir.path().to_string_lossy().into_owned(),
             "--nodes".into(),
             nodes,
+            "--controllers".into(),
+            controllers,
             "--ports".into(),
             ports,
             "--owner".into(),
@@ -618,7 +623,7 @@ impl Drop for KafkaCluster {
     fn drop(&mut self) {
         if let Some(dir) = &self.dir {
             if std::thread::panicking() {
-                for node in 1..=self.options.nodes {
+                for node in 1..=self.options.nodes + self.options.controllers {
                     let log = dir.path().join(format!("node-{node}/broker.log"));
                     let text = std::fs::read_to_string(&log).unwrap_or_default();
                     let tail: Vec<&str> = text.lines().rev().take(30).collect();
