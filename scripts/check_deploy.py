@@ -146,6 +146,15 @@ def kvstore_services(compose: dict) -> dict[str, dict]:
     return {name: svc for name, svc in compose["services"].items() if "build" in svc}
 
 
+def check_compose_kafka_version() -> str:
+    """The compose file's Kafka image is the version the tests run (scripts/kafka.sh)."""
+    tested = run([str(ROOT / "scripts" / "kafka.sh"), "version"]).stdout.strip()
+    image = load_compose()["services"]["kafka"]["image"]
+    fail_if([] if image == f"apache/kafka:{tested}" else
+            [f"docker-compose.yml runs {image}, the tests Apache Kafka {tested}"])
+    return image
+
+
 def check_compose_schema(check_jsonschema: str) -> str:
     result = run([check_jsonschema, "--builtin-schema", "vendor.compose-spec", str(COMPOSE)])
     if result.returncode != 0:
@@ -1075,6 +1084,7 @@ def main() -> int:
 
     checks.run("docker-compose.yml schema", check_compose_schema, args.check_jsonschema)
     checks.run("docker-compose.yml wiring", check_compose_wiring)
+    checks.run("docker-compose.yml Kafka version", check_compose_kafka_version)
     checks.run("Dockerfile runtime libraries", check_dockerfile_libraries, binary)
     checks.run("Prometheus config", check_prometheus_config, args.promtool)
     debug_binary = ROOT / "target" / "debug" / "kvstore"
