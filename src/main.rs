@@ -50,11 +50,23 @@ struct ServeArgs {
     log_level: Option<String>,
 }
 
-fn main() -> anyhow::Result<ExitCode> {
+fn main() -> ExitCode {
     // Test builds read fault-injection points from FAILPOINTS.
     #[cfg(feature = "failpoints")]
     let _failpoints = fail::FailScenario::setup();
     let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            // What went wrong and why, on one line: no backtrace, whatever RUST_BACKTRACE
+            // says (that is for panics).
+            eprintln!("kvstore: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve(args).map(|()| ExitCode::SUCCESS),
         Command::Client(command) => Ok(kvstore::client::run(command)),
@@ -104,6 +116,8 @@ fn init_tracing(config: &Config) {
     // would kill whichever task or thread logged, shutdown included.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colours for a person at a terminal, none in a file or a log collector.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .log_internal_errors(false);
     match config.log_format {
         LogFormat::Text => builder.init(),

@@ -60,6 +60,11 @@ async fn get(args: GetArgs) -> Result<(), ClientError> {
         out.json(&shown)?;
     } else {
         out.raw(&stored.bytes)?;
+        // On a terminal the prompt would follow the value on its line; piped or redirected,
+        // the bytes stay exactly as stored.
+        if out.is_terminal() && !stored.bytes.ends_with(b"\n") {
+            out.raw(b"\n")?;
+        }
     }
     out.finish()
 }

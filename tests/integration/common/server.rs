@@ -145,10 +145,12 @@ impl Server {
     }
 
     /// Starts a server that must refuse to start with `options`; returns its output once it
-    /// has exited with status 1 (an error, not a panic). Fails the test if it is still running
-    /// after 20 s.
+    /// has exited with status 1 (an error, not a panic) without a backtrace. Fails the test if
+    /// it is still running after 20 s.
     pub fn refused_start(brokers: &str, options: ServerOptions) -> String {
+        // A refusal is a message, not a backtrace, even where backtraces are asked for.
         let child = Server::command(brokers, &options)
+            .env("RUST_BACKTRACE", "1")
             .spawn()
             .expect("kvstore starts");
         let pid = child.id().to_string();
@@ -167,6 +169,10 @@ impl Server {
             output.status.code(),
             Some(1),
             "kvstore did not exit with status 1:\n{text}"
+        );
+        assert!(
+            !text.to_lowercase().contains("backtrace"),
+            "a refusal printed a backtrace:\n{text}"
         );
         text
     }
