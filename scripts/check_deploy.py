@@ -164,7 +164,7 @@ def check_compose_schema(check_jsonschema: str) -> str:
 
 def harness_settings() -> dict[str, str]:
     """The KVSTORE_* settings the integration tests start every kvstore with."""
-    harness = ROOT / "tests" / "integration" / "common" / "mod.rs"
+    harness = ROOT / "tests" / "integration" / "common" / "server.rs"
     settings = dict(re.findall(r'\.env\("(KVSTORE_\w+)",\s*"([^"]*)"\)', harness.read_text()))
     if not settings:
         raise Failed(f"found no .env(\"KVSTORE_...\", ...) settings in {harness.relative_to(ROOT)}")
