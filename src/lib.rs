@@ -16,8 +16,11 @@
 //! - [`error`]: every client-visible error and its status code.
 //! - [`auth`]: bearer tokens, their scopes, and the check each protected request passes.
 //! - [`secret`]: secrets named by reference (a file or an environment variable).
-//! - [`topics`]: attaching topics on first use and tracking their replay.
+//! - [`topics`]: the registry of served topics, attaching each on first use.
+//! - [`topic`]: one attached topic: its store, its replay's progress, and the [`topic::ReplaySink`]
+//!   through which the replay feeds it.
 //! - [`writer`]: the write path, produce then wait for the local apply.
+//! - [`record`]: the one record type, written and applied; no rdkafka in it.
 //! - [`store`]: the in-memory ordered map per topic; no I/O.
 //! - [`kafka`]: all rdkafka code: clients, topic admin, producer, replay loop.
 //! - [`metrics`]: metric names, descriptions and the HTTP middleware.
@@ -38,8 +41,10 @@ pub mod http;
 pub mod kafka;
 pub mod memory;
 pub mod metrics;
+pub mod record;
 pub mod secret;
 pub mod store;
+pub mod topic;
 pub mod topic_name;
 pub mod topics;
 pub mod writer;

@@ -11,7 +11,7 @@ use metrics::{
 };
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::topics::Topic;
+use crate::store::StoreStats;
 
 /// Records the replica has yet to apply, per topic: the partition's end offset minus the
 /// applied offset.
@@ -122,14 +122,13 @@ pub fn request_shed() {
 }
 
 /// Publishes a topic's offsets, lag and sizes.
-pub fn topic_progress(topic: &Topic) {
-    let name = topic.name().to_owned();
-    let stats = topic.store().stats();
-    gauge!(APPLIED_OFFSET, "topic" => name.clone()).set(stats.next_offset as f64);
-    if let Some(end) = topic.end_offset() {
+pub fn topic_progress(topic: &str, stats: StoreStats, end_offset: Option<i64>, lag: Option<i64>) {
+    let name = topic.to_owned();
+    gauge!(APPLIED_OFFSET, "topic" => name.clone()).set(stats.applied_offset as f64);
+    if let Some(end) = end_offset {
         gauge!(END_OFFSET, "topic" => name.clone()).set(end as f64);
     }
-    if let Some(lag) = topic.lag() {
+    if let Some(lag) = lag {
         gauge!(CONSUMER_LAG, "topic" => name.clone()).set(lag as f64);
     }
     gauge!(KEYS, "topic" => name.clone()).set(stats.keys as f64);

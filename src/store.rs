@@ -1,8 +1,9 @@
 //! The in-memory state of one topic: an ordered map from key to its latest value, rebuilt by
 //! applying the topic's records in offset order, and a watch of how far it has applied.
 //!
-//! Nothing here knows about HTTP or Kafka; [`crate::kafka`] turns Kafka messages into
-//! [`Record`]s and the HTTP handlers read through [`SharedStore`].
+//! Nothing here knows about HTTP or Kafka: the replay hands it Kafka messages as
+//! [`RecordRef`]s, the write path this replica's own acknowledged [`Record`]s, and the HTTP
+//! handlers read through [`SharedStore`].
 
 use std::borrow::Borrow;
 use std::cmp::Ordering;
@@ -12,6 +13,8 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use tokio::sync::watch;
+
+use crate::record::{Record, RecordRef};
 
 /// The content type of values stored without one.
 pub const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
@@ -23,45 +26,6 @@ const MAX_OWN_PENDING: usize = 100_000;
 /// Distinct content types kept shared between entries; past this many, each entry carries its
 /// own copy, so a producer writing random content types cannot grow the table without bound.
 const MAX_INTERNED_CONTENT_TYPES: usize = 1024;
-
-/// One record of the topic, as the store needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record {
-    /// The record's offset in its partition.
-    pub offset: i64,
-    /// The key; records without one advance the offset and change nothing.
-    pub key: Option<Vec<u8>>,
-    /// The value; `None` is a tombstone that deletes the key.
-    pub value: Option<Vec<u8>>,
-    /// The value's content type, from the record's headers.
-    pub content_type: Option<String>,
-}
-
-impl Record {
-    /// The record as [`TopicStore::apply`] takes it.
-    pub fn borrowed(&self) -> RecordRef<'_> {
-        RecordRef {
-            offset: self.offset,
-            key: self.key.as_deref(),
-            value: self.value.as_deref(),
-            content_type: self.content_type.as_deref(),
-        }
-    }
-}
-
-/// One record of the topic, borrowed from wherever it was read (a Kafka message, a
-/// [`Record`]): the store copies what it keeps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RecordRef<'a> {
-    /// The record's offset in its partition.
-    pub offset: i64,
-    /// The key; records without one advance the offset and change nothing.
-    pub key: Option<&'a [u8]>,
-    /// The value; `None` is a tombstone that deletes the key.
-    pub value: Option<&'a [u8]>,
-    /// The value's content type, from the record's headers.
-    pub content_type: Option<&'a str>,
-}
 
 /// A value as read from the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,7 +70,7 @@ struct SlotParts<'a> {
 
 impl Slot {
     fn new(key: &[u8], offset: i64, content_type: ContentTypeCode<'_>, value: &[u8]) -> Slot {
-        // Offsets below `next_offset` (which starts at 0) are never applied: never negative.
+        // Offsets below `applied_offset` (which starts at 0) are never applied: never negative.
         let offset = offset.max(0) as u64;
         let (code, inline): (u64, &[u8]) = match content_type {
             ContentTypeCode::Default => (0, &[]),
@@ -287,7 +251,7 @@ pub struct StoreStats {
     /// Bytes of live keys and values.
     pub bytes: u64,
     /// The offset after the last applied record.
-    pub next_offset: i64,
+    pub applied_offset: i64,
 }
 
 /// The ordered map of one topic and the offset up to which it has been applied.
@@ -296,7 +260,7 @@ pub struct TopicStore {
     /// The live keys, each with its value, from the largest key down.
     map: BTreeSet<Slot>,
     bytes: u64,
-    next_offset: i64,
+    applied_offset: i64,
     /// This replica's own acknowledged writes at offsets not applied yet, by offset; see
     /// [`TopicStore::apply_own`].
     own: BTreeMap<i64, Record>,
@@ -320,10 +284,10 @@ impl TopicStore {
     /// Applies one record. Records at offsets already applied are ignored, so replaying a
     /// record twice cannot change the state. Returns whether the record was applied.
     pub fn apply(&mut self, record: RecordRef<'_>) -> bool {
-        if record.offset < self.next_offset {
+        if record.offset < self.applied_offset {
             return false;
         }
-        self.next_offset = record.offset + 1;
+        self.applied_offset = record.offset + 1;
         let Some(key) = record.key else {
             return true;
         };
@@ -349,10 +313,10 @@ impl TopicStore {
     /// of them is applied, it can be applied without waiting for the replay to fetch it back;
     /// the replay then skips it as already applied. Records with earlier offsets still missing
     /// wait here until the replay has applied those. Returns how many were applied.
-    pub fn apply_own(&mut self, records: impl IntoIterator<Item = Record>) -> usize {
-        for record in records {
-            if record.offset >= self.next_offset && self.own.len() < MAX_OWN_PENDING {
-                self.own.insert(record.offset, record);
+    pub fn apply_own(&mut self, records: impl IntoIterator<Item = (i64, Record)>) -> usize {
+        for (offset, record) in records {
+            if offset >= self.applied_offset && self.own.len() < MAX_OWN_PENDING {
+                self.own.insert(offset, record);
             }
         }
         self.apply_own_ready()
@@ -362,11 +326,12 @@ impl TopicStore {
     fn apply_own_ready(&mut self) -> usize {
         let mut applied = 0;
         while let Some(entry) = self.own.first_entry() {
-            if *entry.key() > self.next_offset {
+            let offset = *entry.key();
+            if offset > self.applied_offset {
                 break;
             }
             let record = entry.remove();
-            if self.apply(record.borrowed()) {
+            if self.apply(record.at(offset)) {
                 applied += 1;
             }
         }
@@ -378,8 +343,8 @@ impl TopicStore {
     /// (transaction markers, aborted records, records the log cleaner removed). Returns how
     /// many own records this let through.
     pub fn advance_to(&mut self, position: i64) -> usize {
-        if position > self.next_offset {
-            self.next_offset = position;
+        if position > self.applied_offset {
+            self.applied_offset = position;
         }
         self.apply_own_ready()
     }
@@ -431,13 +396,13 @@ impl TopicStore {
         StoreStats {
             keys: self.map.len() as u64,
             bytes: self.bytes,
-            next_offset: self.next_offset,
+            applied_offset: self.applied_offset,
         }
     }
 
     /// The offset after the last applied record.
-    pub fn next_offset(&self) -> i64 {
-        self.next_offset
+    pub fn applied_offset(&self) -> i64 {
+        self.applied_offset
     }
 
     fn value_of(&self, slot: &Slot) -> Value {
@@ -533,7 +498,7 @@ fn upper_bound(range: &KeyRange) -> Bound<&[u8]> {
 pub struct SharedStore {
     // A std lock, not tokio's: it is held only for in-memory work and never across `.await`.
     store: RwLock<TopicStore>,
-    next_offset: watch::Sender<i64>,
+    applied_offset: watch::Sender<i64>,
 }
 
 /// Why waiting for an offset ended without it being applied.
@@ -558,14 +523,14 @@ impl SharedStore {
     pub fn new() -> Self {
         SharedStore {
             store: RwLock::new(TopicStore::new()),
-            next_offset: watch::Sender::new(0),
+            applied_offset: watch::Sender::new(0),
         }
     }
 
     /// Applies records in order under one lock, then wakes the writers waiting on them.
     /// Returns how many were applied.
     pub fn apply_all<'a>(&self, records: impl IntoIterator<Item = RecordRef<'a>>) -> usize {
-        let (applied, next_offset) = {
+        let (applied, applied_offset) = {
             let mut store = self.write();
             let applied = records
                 .into_iter()
@@ -573,21 +538,21 @@ impl SharedStore {
                 .filter(|applied| *applied)
                 .count();
             let own = store.apply_own_ready();
-            (applied + own, store.next_offset())
+            (applied + own, store.applied_offset())
         };
-        self.publish(next_offset);
+        self.publish(applied_offset);
         applied
     }
 
     /// Applies this replica's own acknowledged writes ahead of the replay where nothing
     /// unapplied precedes them (see [`TopicStore::apply_own`]), then wakes their writers.
-    pub fn apply_own(&self, records: impl IntoIterator<Item = Record>) -> usize {
-        let (applied, next_offset) = {
+    pub fn apply_own(&self, records: impl IntoIterator<Item = (i64, Record)>) -> usize {
+        let (applied, applied_offset) = {
             let mut store = self.write();
             let applied = store.apply_own(records);
-            (applied, store.next_offset())
+            (applied, store.applied_offset())
         };
-        self.publish(next_offset);
+        self.publish(applied_offset);
         applied
     }
 
@@ -595,18 +560,18 @@ impl SharedStore {
     /// fetched so far was applied (see [`TopicStore::advance_to`]), then wakes the writers
     /// waiting on it.
     pub fn advance_to(&self, position: i64) {
-        let next_offset = {
+        let applied_offset = {
             let mut store = self.write();
             store.advance_to(position);
-            store.next_offset()
+            store.applied_offset()
         };
-        self.publish(next_offset);
+        self.publish(applied_offset);
     }
 
-    fn publish(&self, next_offset: i64) {
-        self.next_offset.send_if_modified(|current| {
-            let changed = *current != next_offset;
-            *current = next_offset;
+    fn publish(&self, applied_offset: i64) {
+        self.applied_offset.send_if_modified(|current| {
+            let changed = *current != applied_offset;
+            *current = applied_offset;
             changed
         });
     }
@@ -627,13 +592,13 @@ impl SharedStore {
     }
 
     /// The offset after the last applied record.
-    pub fn next_offset(&self) -> i64 {
-        *self.next_offset.borrow()
+    pub fn applied_offset(&self) -> i64 {
+        *self.applied_offset.borrow()
     }
 
     /// Waits until the record at `offset` has been applied, or `timeout` passes.
     pub async fn wait_applied(&self, offset: i64, timeout: Duration) -> Result<(), WaitError> {
-        let mut rx = self.next_offset.subscribe();
+        let mut rx = self.applied_offset.subscribe();
         match tokio::time::timeout(timeout, rx.wait_for(|next| *next > offset)).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(_)) => Err(WaitError::Closed),
@@ -657,6 +622,36 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    /// Any record of a log (keyless ones too, as other producers may write), owned.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    struct Record {
+        offset: i64,
+        key: Option<Vec<u8>>,
+        value: Option<Vec<u8>>,
+        content_type: Option<String>,
+    }
+
+    impl Record {
+        fn borrowed(&self) -> RecordRef<'_> {
+            RecordRef {
+                offset: self.offset,
+                key: self.key.as_deref(),
+                value: self.value.as_deref(),
+                content_type: self.content_type.as_deref(),
+            }
+        }
+
+        /// The record as this replica would have written it.
+        fn written(&self) -> (i64, crate::record::Record) {
+            let record = crate::record::Record {
+                key: self.key.clone().expect("own writes have keys"),
+                value: self.value.clone(),
+                content_type: self.content_type.clone(),
+            };
+            (self.offset, record)
+        }
+    }
 
     fn put(offset: i64, key: &str, value: &str) -> Record {
         Record {
@@ -700,7 +695,7 @@ mod tests {
             StoreStats {
                 keys: 0,
                 bytes: 0,
-                next_offset: 3
+                applied_offset: 3
             }
         );
     }
@@ -712,7 +707,7 @@ mod tests {
         assert!(!store.apply(put(3, "a", "old").borrowed()));
         assert!(!store.apply(delete(5, "a").borrowed()));
         assert_eq!(store.get(b"a").expect("present").bytes, b"new");
-        assert_eq!(store.next_offset(), 6);
+        assert_eq!(store.applied_offset(), 6);
     }
 
     #[test]
@@ -720,14 +715,14 @@ mod tests {
         let mut store = TopicStore::new();
         store.apply(put(0, "a", "1").borrowed());
         // Offset 1 is a transaction marker; an own write at 2 waits for it.
-        assert_eq!(store.apply_own([put(2, "b", "own")]), 0);
-        assert_eq!(store.next_offset(), 1);
+        assert_eq!(store.apply_own([put(2, "b", "own").written()]), 0);
+        assert_eq!(store.applied_offset(), 1);
         assert_eq!(store.advance_to(2), 1);
-        assert_eq!(store.next_offset(), 3);
+        assert_eq!(store.applied_offset(), 3);
         assert_eq!(store.get(b"b").expect("applied").bytes, b"own");
         // A position behind what is applied changes nothing.
         assert_eq!(store.advance_to(1), 0);
-        assert_eq!(store.next_offset(), 3);
+        assert_eq!(store.applied_offset(), 3);
     }
 
     #[test]
@@ -740,7 +735,7 @@ mod tests {
             content_type: None,
         });
         assert_eq!(store.stats().keys, 0);
-        assert_eq!(store.next_offset(), 1);
+        assert_eq!(store.applied_offset(), 1);
     }
 
     #[test]
@@ -859,18 +854,21 @@ mod tests {
         let mut store = TopicStore::new();
         store.apply(put(0, "a", "0").borrowed());
         // Offset 1 (someone else's) is not applied yet: 2 and 3 wait.
-        assert_eq!(store.apply_own([put(2, "b", "2"), put(3, "c", "3")]), 0);
+        assert_eq!(
+            store.apply_own([put(2, "b", "2").written(), put(3, "c", "3").written()]),
+            0
+        );
         assert_eq!(store.get(b"b"), None);
-        assert_eq!(store.next_offset(), 1);
+        assert_eq!(store.applied_offset(), 1);
         store.apply(put(1, "x", "1").borrowed());
         assert_eq!(store.apply_own_ready(), 2);
-        assert_eq!(store.next_offset(), 4);
+        assert_eq!(store.applied_offset(), 4);
         assert_eq!(store.get(b"c").expect("applied").offset, 3);
         // The replay delivering them later changes nothing.
         assert!(!store.apply(put(2, "b", "2").borrowed()));
         assert!(!store.apply(put(3, "c", "3").borrowed()));
         // Own writes the replay already applied are dropped.
-        assert_eq!(store.apply_own([put(1, "x", "1")]), 0);
+        assert_eq!(store.apply_own([put(1, "x", "1").written()]), 0);
         assert!(store.own.is_empty());
     }
 
@@ -953,15 +951,15 @@ mod tests {
     #[derive(Default)]
     struct Model {
         map: BTreeMap<Vec<u8>, (Vec<u8>, String, i64)>,
-        next_offset: i64,
+        applied_offset: i64,
     }
 
     impl Model {
         fn apply(&mut self, record: &Record) -> bool {
-            if record.offset < self.next_offset {
+            if record.offset < self.applied_offset {
                 return false;
             }
-            self.next_offset = record.offset + 1;
+            self.applied_offset = record.offset + 1;
             if let Some(key) = &record.key {
                 match &record.value {
                     None => {
@@ -1079,7 +1077,7 @@ mod tests {
                 StoreStats {
                     keys: model.map.len() as u64,
                     bytes,
-                    next_offset: model.next_offset,
+                    applied_offset: model.applied_offset,
                 }
             );
             for (key, value) in &model.map {

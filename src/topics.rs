@@ -1,8 +1,8 @@
-//! The topics this replica serves: attaching a topic on first use (look it up, create it if
-//! allowed, start its replay), waiting until it has caught up, and what is known of each.
+//! The registry of the topics this replica serves: attaching a topic on first use (look it
+//! up, create it if allowed, start its replay) and waiting until it has caught up. Each
+//! attached topic is a [`Topic`].
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -13,7 +13,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::kafka::Kafka;
 use crate::kafka::admin::{AdminError, TopicLookup};
-use crate::store::{SharedStore, StoreStats};
+use crate::topic::{NotReady, ReplayState, Topic};
 use crate::topic_name::TopicPattern;
 
 /// Why a topic cannot be served.
@@ -79,175 +79,19 @@ impl From<AdminError> for TopicError {
     }
 }
 
-/// Where a topic's replay stands.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ReplayState {
-    /// Reading the topic up to the end it had when attached.
-    Replaying,
-    /// Caught up once; serving.
-    Ready,
-    /// The replay loop stopped and will not resume.
-    Failed(String),
-}
-
-/// One attached topic: its store and the progress of its replay.
-#[derive(Debug)]
-pub struct Topic {
-    name: String,
-    store: SharedStore,
-    state: watch::Sender<ReplayState>,
-    /// The partition's end offset as of the last fetch; -1 until known.
-    end_offset: AtomicI64,
-    /// Whether the replay has applied everything up to `end_offset`.
-    at_end: AtomicBool,
-    attached_at: Instant,
-}
-
-impl Topic {
-    /// A topic about to be replayed from its beginning.
-    pub fn new(name: &str) -> Self {
-        Topic {
-            name: name.to_owned(),
-            store: SharedStore::new(),
-            state: watch::Sender::new(ReplayState::Replaying),
-            end_offset: AtomicI64::new(-1),
-            at_end: AtomicBool::new(false),
-            attached_at: Instant::now(),
-        }
-    }
-
-    /// The topic's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The topic's state.
-    pub fn store(&self) -> &SharedStore {
-        &self.store
-    }
-
-    /// When the topic was attached.
-    pub fn attached_at(&self) -> Instant {
-        self.attached_at
-    }
-
-    /// The replay's state.
-    pub fn state(&self) -> ReplayState {
-        self.state.borrow().clone()
-    }
-
-    /// Records the partition's end offset as the last fetch reported it.
-    pub fn set_end_offset(&self, end_offset: i64) {
-        self.end_offset.store(end_offset, Ordering::Relaxed);
-    }
-
-    /// The partition's end offset as of the last fetch, if known.
-    pub fn end_offset(&self) -> Option<i64> {
-        let fetched = Some(self.end_offset.load(Ordering::Relaxed)).filter(|o| *o >= 0)?;
-        // Own writes applied ahead of the replay are in the log too, beyond what the last
-        // fetch reported.
-        Some(fetched.max(self.store.next_offset()))
-    }
-
-    /// Notes that the replay applied everything fetched so far: the first time, the topic
-    /// becomes ready. Returns whether this was the first time.
-    pub fn reached_end(&self) -> bool {
-        self.at_end.store(true, Ordering::Relaxed);
-        self.state.send_if_modified(|state| {
-            let first = *state == ReplayState::Replaying;
-            if first {
-                *state = ReplayState::Ready;
-            }
-            first
-        })
-    }
-
-    /// Notes that records beyond the last known end arrived.
-    pub fn left_end(&self) {
-        self.at_end.store(false, Ordering::Relaxed);
-    }
-
-    /// How many records the replica has yet to apply, as far as it knows.
-    pub fn lag(&self) -> Option<i64> {
-        if self.at_end.load(Ordering::Relaxed) {
-            // Also covers offsets that are never delivered, such as transaction markers.
-            return Some(0);
-        }
-        self.end_offset()
-            .map(|end| (end - self.store.next_offset()).max(0))
-    }
-
-    /// Marks the replay as stopped for good.
-    pub fn fail(&self, reason: String) {
-        self.state.send_replace(ReplayState::Failed(reason));
-    }
-
-    /// Waits up to `timeout` for the topic to have replayed.
-    pub async fn wait_ready(&self, timeout: Duration) -> Result<(), TopicError> {
-        let mut rx = self.state.subscribe();
-        let waited = tokio::time::timeout(
-            timeout,
-            rx.wait_for(|state| *state != ReplayState::Replaying),
-        )
-        .await;
-        match waited {
-            Ok(Ok(state)) => match &*state {
-                ReplayState::Failed(reason) => Err(TopicError::ReplayFailed {
-                    topic: self.name.clone(),
-                    reason: reason.clone(),
-                }),
-                _ => Ok(()),
-            },
-            Ok(Err(_closed)) => Err(TopicError::ReplayFailed {
-                topic: self.name.clone(),
-                reason: "the topic was detached".into(),
-            }),
-            Err(_elapsed) => Err(TopicError::StillReplaying {
-                topic: self.name.clone(),
-                waited: timeout,
-            }),
-        }
-    }
-
-    /// A snapshot for the topics listing.
-    pub fn info(&self) -> TopicInfo {
-        TopicInfo {
-            name: self.name.clone(),
-            stats: self.store.stats(),
-            end_offset: self.end_offset(),
-            lag: self.lag(),
-            state: self.state(),
-        }
-    }
-}
-
-/// A snapshot of one topic.
-#[derive(Debug, Clone)]
-pub struct TopicInfo {
-    /// The topic's name.
-    pub name: String,
-    /// Its store's counts.
-    pub stats: StoreStats,
-    /// The partition's end offset as of the last fetch.
-    pub end_offset: Option<i64>,
-    /// Records yet to apply.
-    pub lag: Option<i64>,
-    /// The replay's state.
-    pub state: ReplayState,
-}
-
 /// What a request intends to do with a topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
-    /// Read: a missing topic is not found.
-    Read,
-    /// Write: a missing topic is created if `topics.auto_create` is on.
-    Write,
+    /// The topic must exist already: reads, and deletes (a tombstone in a topic created for
+    /// it would be pointless). A missing topic is not found.
+    Existing,
+    /// A missing topic is created if `topics.auto_create` is on: puts and batches.
+    MayCreate,
 }
 
 type AttachOutcome = Option<Result<Arc<Topic>, TopicError>>;
 
-enum Slot {
+enum Attachment {
     /// Someone is looking the topic up; the outcome arrives on the channel.
     Attaching(watch::Receiver<AttachOutcome>),
     Attached(Arc<Topic>),
@@ -265,7 +109,7 @@ struct Inner {
     /// `topics.deny`, parsed.
     denied: Vec<TopicPattern>,
     // A std mutex: held only to look up or change the map, never across `.await`.
-    slots: Mutex<HashMap<String, Slot>>,
+    attachments: Mutex<HashMap<String, Attachment>>,
     tracker: TaskTracker,
     cancel: CancellationToken,
 }
@@ -283,7 +127,7 @@ impl Topics {
                 kafka,
                 denied: config.denied_topics(),
                 config,
-                slots: Mutex::new(HashMap::new()),
+                attachments: Mutex::new(HashMap::new()),
                 tracker,
                 cancel,
             }),
@@ -299,16 +143,26 @@ impl Topics {
             });
         }
         let topic = self.attached(name, access).await?;
-        topic
+        match topic
             .wait_ready(self.inner.config.topics.attach_timeout)
-            .await?;
-        Ok(topic)
+            .await
+        {
+            Ok(()) => Ok(topic),
+            Err(NotReady::StillReplaying(waited)) => Err(TopicError::StillReplaying {
+                topic: name.to_owned(),
+                waited,
+            }),
+            Err(NotReady::Failed(reason)) => Err(TopicError::ReplayFailed {
+                topic: name.to_owned(),
+                reason,
+            }),
+        }
     }
 
     /// The topic `name` if it is attached, whatever its state.
     pub fn get_attached(&self, name: &str) -> Option<Arc<Topic>> {
-        match self.slots().get(name) {
-            Some(Slot::Attached(topic)) => Some(topic.clone()),
+        match self.attachments().get(name) {
+            Some(Attachment::Attached(topic)) => Some(topic.clone()),
             _ => None,
         }
     }
@@ -316,14 +170,14 @@ impl Topics {
     /// Every attached topic, sorted by name.
     pub fn list(&self) -> Vec<Arc<Topic>> {
         let mut topics: Vec<Arc<Topic>> = self
-            .slots()
+            .attachments()
             .values()
-            .filter_map(|slot| match slot {
-                Slot::Attached(topic) => Some(topic.clone()),
-                Slot::Attaching(_) => None,
+            .filter_map(|attachment| match attachment {
+                Attachment::Attached(topic) => Some(topic.clone()),
+                Attachment::Attaching(_) => None,
             })
             .collect();
-        topics.sort_by(|a, b| a.name.cmp(&b.name));
+        topics.sort_by(|a, b| a.name().cmp(b.name()));
         topics
     }
 
@@ -336,7 +190,7 @@ impl Topics {
                 loop {
                     let attempt = tokio::select! {
                         () = cancel.cancelled() => return,
-                        attempt = topics.attached(&name, Access::Write) => attempt,
+                        attempt = topics.attached(&name, Access::MayCreate) => attempt,
                     };
                     match attempt {
                         Ok(_) => return,
@@ -356,17 +210,19 @@ impl Topics {
     /// Topics that keep the replica from being ready: preloaded topics not yet attached and
     /// attached topics still replaying or failed.
     pub fn not_ready(&self) -> Vec<String> {
-        let slots = self.slots();
-        let mut pending: Vec<String> = slots
+        let attachments = self.attachments();
+        let mut pending: Vec<String> = attachments
             .iter()
-            .filter(|(_, slot)| match slot {
-                Slot::Attached(topic) => topic.state() != ReplayState::Ready,
-                Slot::Attaching(_) => false,
+            .filter(|(_, attachment)| match attachment {
+                Attachment::Attached(topic) => topic.state() != ReplayState::Ready,
+                Attachment::Attaching(_) => false,
             })
             .map(|(name, _)| name.clone())
             .collect();
         for name in &self.inner.config.topics.preload {
-            if !matches!(slots.get(name), Some(Slot::Attached(_))) && !pending.contains(name) {
+            if !matches!(attachments.get(name), Some(Attachment::Attached(_)))
+                && !pending.contains(name)
+            {
                 pending.push(name.clone());
             }
         }
@@ -379,23 +235,24 @@ impl Topics {
         // then tries again itself. Bounded, in case readers keep winning the race.
         for _ in 0..3 {
             let mut outcome = {
-                let mut slots = self.slots();
-                match slots.get(name) {
-                    Some(Slot::Attached(topic))
+                let mut attachments = self.attachments();
+                match attachments.get(name) {
+                    Some(Attachment::Attached(topic))
                         if !matches!(topic.state(), ReplayState::Failed(_)) =>
                     {
                         return Ok(topic.clone());
                     }
-                    Some(Slot::Attaching(outcome)) => outcome.clone(),
+                    Some(Attachment::Attaching(outcome)) => outcome.clone(),
                     existing => {
-                        if existing.is_none() && slots.len() >= self.inner.config.limits.max_topics
+                        if existing.is_none()
+                            && attachments.len() >= self.inner.config.limits.max_topics
                         {
                             return Err(TopicError::TooManyTopics {
                                 limit: self.inner.config.limits.max_topics,
                             });
                         }
                         let (tx, rx) = watch::channel(None);
-                        slots.insert(name.to_owned(), Slot::Attaching(rx.clone()));
+                        attachments.insert(name.to_owned(), Attachment::Attaching(rx.clone()));
                         // A task of its own, so that a client hanging up cannot abandon it.
                         let topics = self.clone();
                         let name = name.to_owned();
@@ -420,7 +277,7 @@ impl Topics {
             };
             match result {
                 Err(TopicError::NotFound(_))
-                    if access == Access::Write && self.inner.config.topics.auto_create =>
+                    if access == Access::MayCreate && self.inner.config.topics.auto_create =>
                 {
                     continue;
                 }
@@ -433,13 +290,13 @@ impl Topics {
     async fn attach(&self, name: String, access: Access, tx: watch::Sender<AttachOutcome>) {
         let result = self.attach_inner(&name, access).await;
         {
-            let mut slots = self.slots();
+            let mut attachments = self.attachments();
             match &result {
                 Ok(topic) => {
-                    slots.insert(name.clone(), Slot::Attached(topic.clone()));
+                    attachments.insert(name.clone(), Attachment::Attached(topic.clone()));
                 }
                 Err(_) => {
-                    slots.remove(&name);
+                    attachments.remove(&name);
                 }
             }
         }
@@ -456,7 +313,7 @@ impl Topics {
         }
         let mut lookup = kafka.lookup_topic(name).await?;
         if lookup == TopicLookup::Missing
-            && access == Access::Write
+            && access == Access::MayCreate
             && self.inner.config.topics.auto_create
         {
             kafka.create_topic(name).await?;
@@ -498,9 +355,9 @@ impl Topics {
         }
     }
 
-    fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot>> {
+    fn attachments(&self) -> std::sync::MutexGuard<'_, HashMap<String, Attachment>> {
         self.inner
-            .slots
+            .attachments
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }

@@ -8,10 +8,11 @@ use futures::future::join_all;
 use tokio::sync::Semaphore;
 
 use crate::kafka::Kafka;
-use crate::kafka::producer::{OutgoingRecord, ProduceError};
+use crate::kafka::producer::ProduceError;
 use crate::metrics;
-use crate::store::{Record, WaitError};
-use crate::topics::Topic;
+use crate::record::Record;
+use crate::store::WaitError;
+use crate::topic::Topic;
 
 /// Why a write did not succeed, and whether it may still take effect.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -107,11 +108,7 @@ impl Writer {
     /// applied all of them. Not atomic: if it fails part-way, earlier records may be written.
     /// Takes the records by value: once acknowledged they move into the store, which keeps them
     /// until it can apply them.
-    pub async fn write(
-        &self,
-        topic: &Topic,
-        records: Vec<OutgoingRecord>,
-    ) -> Result<Vec<i64>, WriteError> {
+    pub async fn write(&self, topic: &Topic, records: Vec<Record>) -> Result<Vec<i64>, WriteError> {
         let started = Instant::now();
         let result = self.write_inner(topic, records, started).await;
         let outcome = match &result {
@@ -127,7 +124,7 @@ impl Writer {
     async fn write_inner(
         &self,
         topic: &Topic,
-        records: Vec<OutgoingRecord>,
+        records: Vec<Record>,
         started: Instant,
     ) -> Result<Vec<i64>, WriteError> {
         if self.kafka.status().is_down() {
@@ -174,17 +171,7 @@ impl Writer {
         // replay has caught up to them, instead of waiting for it to fetch them back.
         let applied_here = topic
             .store()
-            .apply_own(
-                records
-                    .into_iter()
-                    .zip(&offsets)
-                    .map(|(record, &offset)| Record {
-                        offset,
-                        key: Some(record.key),
-                        value: record.value,
-                        content_type: record.content_type,
-                    }),
-            );
+            .apply_own(offsets.iter().copied().zip(records));
         if applied_here > 0 {
             metrics::records_applied(topic.name(), applied_here as u64);
         }

@@ -9,14 +9,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::error::Category;
 use utoipa::ToSchema;
 
-use super::encoding::{ValueEncoding, extract};
+use super::encoding::{ValueEncoding, decode_value};
 use super::extract::{
     TopicPath, check_content_type, check_key, content_type, is_json, read_body, topic_from_uri,
 };
 use crate::app::AppState;
 use crate::config::LimitsConfig;
 use crate::error::{ApiError, ErrorResponse};
-use crate::kafka::producer::OutgoingRecord;
+use crate::record::Record;
 use crate::topics::Access;
 
 /// Operations to apply in order.
@@ -180,7 +180,7 @@ pub async fn write_batch(
         .enumerate()
         .map(|(index, op)| to_record(op, limits).map_err(|e| prefix_error(index, e)))
         .collect::<Result<Vec<_>, _>>()?;
-    let topic = state.topics.get(&topic_name, Access::Write).await?;
+    let topic = state.topics.get(&topic_name, Access::MayCreate).await?;
     let offsets = state.writer.write(&topic, records).await?;
     let results: Vec<BatchResult> = request
         .ops
@@ -196,22 +196,19 @@ pub async fn write_batch(
     Ok(Json(BatchResponse { offset, results }))
 }
 
-fn to_record(op: &BatchOperation, limits: &LimitsConfig) -> Result<OutgoingRecord, ApiError> {
+fn to_record(op: &BatchOperation, limits: &LimitsConfig) -> Result<Record, ApiError> {
     check_key(op.key(), limits)?;
     let key = op.key().as_bytes().to_vec();
     match op {
-        BatchOperation::Delete { .. } => Ok(OutgoingRecord {
-            key,
-            value: None,
-            content_type: None,
-        }),
+        BatchOperation::Delete { .. } => Ok(Record::delete(key)),
         BatchOperation::Put {
             value,
             encoding,
             content_type,
             ..
         } => {
-            let (bytes, encoding) = extract(value, *encoding).map_err(ApiError::InvalidRequest)?;
+            let (bytes, encoding) =
+                decode_value(value, *encoding).map_err(ApiError::InvalidRequest)?;
             if bytes.len() > limits.max_value_bytes {
                 return Err(ApiError::ValueTooLarge {
                     limit: limits.max_value_bytes,
@@ -225,11 +222,7 @@ fn to_record(op: &BatchOperation, limits: &LimitsConfig) -> Result<OutgoingRecor
                 }
                 None => encoding.default_content_type().to_owned(),
             };
-            Ok(OutgoingRecord {
-                key,
-                value: Some(bytes),
-                content_type: Some(content_type),
-            })
+            Ok(Record::put(key, bytes, Some(content_type)))
         }
     }
 }

@@ -58,7 +58,7 @@ pub fn embed(bytes: &[u8], content_type: &str) -> (serde_json::Value, ValueEncod
 
 /// The bytes a JSON-embedded value stands for. Without an `encoding`, a string is text and
 /// anything else is JSON. Returns the bytes and the encoding used.
-pub fn extract(
+pub fn decode_value(
     value: &serde_json::Value,
     encoding: Option<ValueEncoding>,
 ) -> Result<(Vec<u8>, ValueEncoding), String> {
@@ -112,33 +112,33 @@ mod tests {
     }
 
     #[test]
-    fn extracts_what_embed_produced() {
+    fn decodes_what_embed_produced() {
         for (bytes, content_type) in [
             (&br#"{"a":[1,2]}"#[..], "application/json"),
             (&b"hello"[..], "text/plain"),
             (&[0xff, 0x00, 0x80][..], "application/octet-stream"),
         ] {
             let (value, encoding) = embed(bytes, content_type);
-            let (back, _) = extract(&value, Some(encoding)).expect("round trip");
+            let (back, _) = decode_value(&value, Some(encoding)).expect("round trip");
             assert_eq!(back, bytes);
         }
     }
 
     #[test]
-    fn extract_defaults_and_errors() {
+    fn decode_defaults_and_errors() {
         assert_eq!(
-            extract(&json!("hi"), None).expect("text"),
+            decode_value(&json!("hi"), None).expect("text"),
             (b"hi".to_vec(), ValueEncoding::Text)
         );
         assert_eq!(
-            extract(&json!({"x": true}), None).expect("json"),
+            decode_value(&json!({"x": true}), None).expect("json"),
             (br#"{"x":true}"#.to_vec(), ValueEncoding::Json)
         );
         assert_eq!(
-            extract(&json!("hi"), Some(ValueEncoding::Json)).expect("json string"),
+            decode_value(&json!("hi"), Some(ValueEncoding::Json)).expect("json string"),
             (br#""hi""#.to_vec(), ValueEncoding::Json)
         );
-        assert!(extract(&json!("***"), Some(ValueEncoding::Base64)).is_err());
-        assert!(extract(&json!(5), Some(ValueEncoding::Text)).is_err());
+        assert!(decode_value(&json!("***"), Some(ValueEncoding::Base64)).is_err());
+        assert!(decode_value(&json!(5), Some(ValueEncoding::Text)).is_err());
     }
 }

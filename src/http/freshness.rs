@@ -4,7 +4,7 @@
 use axum::http::{HeaderMap, HeaderValue};
 
 use crate::kafka::BrokerStatus;
-use crate::topics::Topic;
+use crate::topic::Topic;
 
 /// Records of the topic this replica knows of but has not applied yet.
 pub const LAG_HEADER: &str = "x-kv-lag";

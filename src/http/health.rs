@@ -88,7 +88,8 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     let topics = state.topics.list();
     crate::metrics::service_state(state.kafka.status().get() == Reachability::Up, topics.len());
     for topic in &topics {
-        crate::metrics::topic_progress(topic);
+        let info = topic.info();
+        crate::metrics::topic_progress(&info.name, info.stats, info.end_offset, info.lag);
     }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

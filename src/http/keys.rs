@@ -12,7 +12,7 @@ use super::extract::{KeyPath, content_type, read_body, topic_and_key};
 use super::freshness::add_freshness_headers;
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorResponse};
-use crate::kafka::producer::OutgoingRecord;
+use crate::record::Record;
 use crate::topics::Access;
 
 /// The response header carrying a value's version: the offset of the record that wrote it.
@@ -67,7 +67,7 @@ pub async fn get_key(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (topic_name, key) = topic_and_key(&uri, &state.config.limits)?;
-    let topic = state.topics.get(&topic_name, Access::Read).await?;
+    let topic = state.topics.get(&topic_name, Access::Existing).await?;
     let Some(value) = topic.store().get(key.as_bytes()) else {
         return Err(ApiError::KeyNotFound {
             topic: topic_name,
@@ -143,12 +143,8 @@ pub async fn put_key(
         || ApiError::ValueTooLarge { limit },
     )
     .await?;
-    let record = OutgoingRecord {
-        key: key.clone().into_bytes(),
-        value: Some(value.to_vec()),
-        content_type,
-    };
-    write_one(state, topic_name, key, record, Access::Write).await
+    let record = Record::put(key.clone().into_bytes(), value.to_vec(), content_type);
+    write_one(state, topic_name, key, record, Access::MayCreate).await
 }
 
 /// Delete a key.
@@ -177,19 +173,15 @@ pub async fn put_key(
 )]
 pub async fn delete_key(State(state): State<AppState>, uri: Uri) -> Result<Response, ApiError> {
     let (topic_name, key) = topic_and_key(&uri, &state.config.limits)?;
-    let record = OutgoingRecord {
-        key: key.clone().into_bytes(),
-        value: None,
-        content_type: None,
-    };
-    write_one(state, topic_name, key, record, Access::Read).await
+    let record = Record::delete(key.clone().into_bytes());
+    write_one(state, topic_name, key, record, Access::Existing).await
 }
 
 async fn write_one(
     state: AppState,
     topic_name: String,
     key: String,
-    record: OutgoingRecord,
+    record: Record,
     access: Access,
 ) -> Result<Response, ApiError> {
     let topic = state.topics.get(&topic_name, access).await?;

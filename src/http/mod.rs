@@ -192,7 +192,7 @@ fn close_batch_operations(doc: &mut utoipa::openapi::OpenApi) {
     }
 }
 
-/// The application's routes, shared by `kvstore serve` and the tests. Each protected route
+/// The application's routes, as `kvstore serve` serves them. Each protected route
 /// states what its token must allow ([`auth::Needs`]); `/healthz` and `/readyz` are open.
 pub fn router(state: AppState) -> Router {
     let needs = |needs| from_fn_with_state(auth::Guard::new(&state.auth, needs), auth::check);

@@ -140,7 +140,7 @@ pub async fn scan_range(
         end: params.end.map(String::into_bytes),
         after,
     };
-    let topic = state.topics.get(&topic_name, Access::Read).await?;
+    let topic = state.topics.get(&topic_name, Access::Existing).await?;
     let page = topic.store().scan(&range, limit, limits.max_range_bytes);
     let next_cursor = page
         .more

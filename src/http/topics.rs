@@ -6,7 +6,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::app::AppState;
-use crate::topics::ReplayState;
+use crate::topic::ReplayState;
 
 /// The topics this replica serves.
 #[derive(Debug, Serialize, ToSchema)]
@@ -62,7 +62,7 @@ pub async fn list_topics(State(state): State<AppState>) -> Json<TopicsResponse> 
                 },
                 keys: info.stats.keys,
                 bytes: info.stats.bytes,
-                applied_offset: info.stats.next_offset,
+                applied_offset: info.stats.applied_offset,
                 end_offset: info.end_offset,
                 lag: info.lag,
             }

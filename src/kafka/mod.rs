@@ -1,4 +1,5 @@
-//! Everything that talks to Kafka, and the only place rdkafka is used.
+//! Every Kafka client of the service, and the only place the service uses rdkafka (the
+//! `kvstore bench` tool has its own bare clients in [`crate::bench`]).
 //!
 //! - [`Kafka`]: the shared clients (a producer and an admin client) and how every client is
 //!   configured.

@@ -20,21 +20,11 @@ use rdkafka::producer::{
 
 use super::{CONTENT_TYPE_HEADER, Kafka, KafkaContext, client_config};
 use crate::config::Config;
+use crate::record::Record;
 
 /// Room for a record's framing and headers on top of its key and value, used when sizing the
 /// producer's and created topics' byte limits.
 pub const RECORD_OVERHEAD: usize = 64 * 1024;
-
-/// One record to write.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutgoingRecord {
-    /// The key.
-    pub key: Vec<u8>,
-    /// The value; `None` writes a tombstone.
-    pub value: Option<Vec<u8>>,
-    /// The value's content type, written as the `content-type` header.
-    pub content_type: Option<String>,
-}
 
 /// Why a record was not written, or whether that is known.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -123,7 +113,7 @@ struct Window {
 }
 
 struct Held {
-    record: OutgoingRecord,
+    record: Record,
     reply: Reply,
 }
 
@@ -160,11 +150,7 @@ pub(super) fn create(config: &Config, context: KafkaContext) -> KafkaResult<Reco
 impl RecordProducer {
     /// Queues `records` for `topic`'s partition 0, in order, behind every record queued
     /// before them; see [`Window::submit`].
-    fn send(
-        &self,
-        topic: &str,
-        records: &[OutgoingRecord],
-    ) -> (Vec<Outcome>, Option<ProduceError>) {
+    fn send(&self, topic: &str, records: &[Record]) -> (Vec<Outcome>, Option<ProduceError>) {
         let mut windows = self.client.context().windows();
         let window = match windows.get_mut(topic) {
             Some(window) => window,
@@ -254,7 +240,7 @@ impl ProducerContext for Acknowledgements {
 fn enqueue(
     producer: &BaseProducer<Acknowledgements>,
     topic: &str,
-    record: &OutgoingRecord,
+    record: &Record,
     reply: Reply,
 ) -> Result<(), (ProduceError, Reply)> {
     let mut base = BaseRecord::<[u8], [u8], Box<Reply>>::with_opaque_to(topic, Box::new(reply))
@@ -281,8 +267,8 @@ impl Window {
     /// rest, if one did.
     fn submit(
         &mut self,
-        records: &[OutgoingRecord],
-        mut enqueue: impl FnMut(&OutgoingRecord, Reply) -> Result<(), (ProduceError, Reply)>,
+        records: &[Record],
+        mut enqueue: impl FnMut(&Record, Reply) -> Result<(), (ProduceError, Reply)>,
     ) -> (Vec<Outcome>, Option<ProduceError>) {
         let hand_over = self.has_room();
         let mut outcomes = Vec::with_capacity(records.len());
@@ -314,7 +300,7 @@ impl Window {
     /// every record after it fail, so that nothing after a failed record is written.
     fn release(
         &mut self,
-        mut enqueue: impl FnMut(&OutgoingRecord, Reply) -> Result<(), (ProduceError, Reply)>,
+        mut enqueue: impl FnMut(&Record, Reply) -> Result<(), (ProduceError, Reply)>,
     ) {
         while let Some(held) = self.held.pop_front() {
             match enqueue(&held.record, held.reply) {
@@ -392,7 +378,7 @@ impl Kafka {
     pub fn send(
         &self,
         topic: &str,
-        records: &[OutgoingRecord],
+        records: &[Record],
     ) -> (
         Vec<impl Future<Output = Result<i64, ProduceError>> + use<>>,
         Option<ProduceError>,
@@ -472,7 +458,7 @@ mod tests {
     impl Harness {
         fn hand_over(
             &mut self,
-            record: &OutgoingRecord,
+            record: &Record,
             reply: Reply,
         ) -> Result<(), (ProduceError, Reply)> {
             let key = String::from_utf8(record.key.clone()).expect("utf-8");
@@ -486,9 +472,9 @@ mod tests {
 
         /// Submits one write of `keys`.
         fn try_submit(&mut self, keys: &[&str]) -> (Vec<Outcome>, Option<ProduceError>) {
-            let records: Vec<OutgoingRecord> = keys
+            let records: Vec<Record> = keys
                 .iter()
-                .map(|key| OutgoingRecord {
+                .map(|key| Record {
                     key: key.as_bytes().to_vec(),
                     value: Some(b"v".to_vec()),
                     content_type: None,

@@ -1,6 +1,6 @@
 //! The replay loop: one consumer per topic, assigned partition 0 from the beginning (no
-//! consumer group, nothing committed), applying records to the topic's store strictly in
-//! offset order, in bulk, on a thread of its own.
+//! consumer group, nothing committed), handing records strictly in offset order, in bulk, to
+//! a [`ReplaySink`] (the topic), on a thread of its own.
 //!
 //! The partition's messages are taken from a queue of their own in batches
 //! (`rd_kafka_consume_batch_queue`, which rust-rdkafka does not wrap; see `PartitionQueue`)
@@ -22,8 +22,8 @@ use tokio_util::task::TaskTracker;
 use super::{CONTENT_TYPE_HEADER, Kafka, KafkaContext, client_config};
 use crate::config::Config;
 use crate::metrics;
-use crate::store::RecordRef;
-use crate::topics::{ReplayState, Topic};
+use crate::record::RecordRef;
+use crate::topic::{ReplaySink, ReplayState, TopicInfo};
 
 /// How long one poll waits for a message before checking for shutdown.
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
@@ -65,17 +65,17 @@ pub fn settings(config: &Config) -> Vec<(&'static str, String)> {
 }
 
 impl Kafka {
-    /// Starts replaying `topic` from offset 0 on a thread of its own, until `cancel`.
+    /// Starts replaying `topic` from offset 0 into it on a thread of its own, until `cancel`.
     pub fn start_replay(
         &self,
-        topic: Arc<Topic>,
+        topic: Arc<dyn ReplaySink>,
         tracker: &TaskTracker,
         cancel: CancellationToken,
     ) -> KafkaResult<()> {
         let consumer: BaseConsumer<KafkaContext> =
             client_config(self.config(), settings(self.config()))?
                 .create_with_context(self.context("consumer"))?;
-        let topic_cstr = CString::new(topic.name())
+        let topic_cstr = CString::new(topic.topic_name())
             .map_err(|_| KafkaError::ClientCreation("topic name contains a NUL byte".into()))?;
         // Split before assigning: the assignment then leaves the partition's queue alone.
         let queue = PartitionQueue::split(&consumer, &topic_cstr).ok_or_else(|| {
@@ -85,9 +85,12 @@ impl Kafka {
         // Offset 0 rather than Offset::Beginning: the latter makes librdkafka look the start up
         // first, and it waits 500 ms to do so while the partition's leader is not yet known. If
         // the log no longer starts at 0, `auto.offset.reset=earliest` moves to its start.
-        assignment.add_partition_offset(topic.name(), 0, Offset::Offset(0))?;
+        assignment.add_partition_offset(topic.topic_name(), 0, Offset::Offset(0))?;
         consumer.assign(&assignment)?;
-        tracing::info!(topic = topic.name(), "replaying topic from the beginning");
+        tracing::info!(
+            topic = topic.topic_name(),
+            "replaying topic from the beginning"
+        );
         let replay = Replay {
             queue,
             consumer,
@@ -104,7 +107,7 @@ struct Replay {
     // Declared before the consumer, so that it is dropped first.
     queue: PartitionQueue,
     consumer: BaseConsumer<KafkaContext>,
-    topic: Arc<Topic>,
+    topic: Arc<dyn ReplaySink>,
     topic_cstr: CString,
     cancel: CancellationToken,
 }
@@ -112,7 +115,7 @@ struct Replay {
 /// Marks the topic failed if the loop ends other than by shutdown (a panic included), so a
 /// dead loop takes readiness down instead of silently serving stale data.
 struct FailOnDrop<'a> {
-    topic: &'a Topic,
+    topic: &'a dyn ReplaySink,
     armed: bool,
 }
 
@@ -120,22 +123,26 @@ impl Drop for FailOnDrop<'_> {
     fn drop(&mut self) {
         if self.armed {
             tracing::error!(
-                topic = self.topic.name(),
+                topic = self.topic.topic_name(),
                 "replay loop stopped unexpectedly"
             );
             self.topic
-                .fail("the replay loop stopped unexpectedly".into());
+                .failed("the replay loop stopped unexpectedly".into());
         }
     }
+}
+
+fn publish_progress(info: &TopicInfo) {
+    metrics::topic_progress(&info.name, info.stats, info.end_offset, info.lag);
 }
 
 impl Replay {
     fn run(self) {
         let mut guard = FailOnDrop {
-            topic: &self.topic,
+            topic: &*self.topic,
             armed: true,
         };
-        let name = self.topic.name().to_owned();
+        let name = self.topic.topic_name().to_owned();
         let started = Instant::now();
         let mut last_progress = Instant::now();
         let mut last_error_log: Option<Instant> = None;
@@ -163,7 +170,6 @@ impl Replay {
                 }
             }
             self.queue.consume(POLL_TIMEOUT, &mut batch);
-            let mut reached_end = false;
             // The consumer's position where it reached the end: every offset below it is
             // applied or holds nothing to apply (transaction markers, aborted or compacted
             // records), so the applied offset is the position, not the last record + 1.
@@ -172,10 +178,7 @@ impl Replay {
             for message in batch.iter() {
                 match message.error() {
                     None => records.push(message.record()),
-                    Some(RDKafkaErrorCode::PartitionEOF) => {
-                        reached_end = true;
-                        end_position = Some(message.offset());
-                    }
+                    Some(RDKafkaErrorCode::PartitionEOF) => end_position = Some(message.offset()),
                     Some(code) => replay_error(&format_args!("{code}: {}", message.error_string())),
                 }
             }
@@ -184,49 +187,49 @@ impl Replay {
             #[cfg(feature = "failpoints")]
             fail::fail_point!("replay-apply", received > 0, |_| {});
             if received > 0 {
-                let applied = self.topic.store().apply_all(records);
+                let applied = self.topic.apply(records);
                 applied_total += applied as u64;
                 metrics::records_applied(&name, applied as u64);
                 self.topic.left_end();
             }
-            if let Some(position) = end_position {
-                self.topic.store().advance_to(position);
-            }
             batch.clear();
             if let Some(end) = self.cached_end_offset() {
-                self.topic.set_end_offset(end);
+                self.topic.fetched_end_offset(end);
             }
-            if reached_end && self.topic.state() == ReplayState::Replaying {
+            if end_position.is_some() && self.topic.info().state == ReplayState::Replaying {
                 // The replay's buffers are free now: return them before the topic counts as
                 // ready, so that it is measured without them.
                 crate::memory::release_free_memory();
             }
-            if reached_end && self.topic.reached_end() {
+            if let Some(position) = end_position
+                && self.topic.reached_end(position)
+            {
                 let elapsed = started.elapsed();
                 let rate = applied_total as f64 / elapsed.as_secs_f64().max(1e-9);
                 tracing::info!(
                     topic = %name,
                     records = applied_total,
-                    keys = self.topic.store().stats().keys,
+                    keys = self.topic.info().stats.keys,
                     seconds = elapsed.as_secs_f64(),
                     records_per_second = rate.round(),
                     "topic replayed; serving"
                 );
                 metrics::replay_finished(&name, elapsed);
             }
-            if received > 0 || reached_end {
-                metrics::topic_progress(&self.topic);
+            if received > 0 || end_position.is_some() {
+                publish_progress(&self.topic.info());
             }
-            if self.topic.lag() != Some(0) && last_progress.elapsed() >= PROGRESS_INTERVAL {
+            let info = self.topic.info();
+            if info.lag != Some(0) && last_progress.elapsed() >= PROGRESS_INTERVAL {
                 last_progress = Instant::now();
                 tracing::info!(
                     topic = %name,
-                    applied_offset = self.topic.store().next_offset(),
-                    end_offset = self.topic.end_offset(),
+                    applied_offset = info.stats.applied_offset,
+                    end_offset = info.end_offset,
                     records = applied_total,
                     "replaying"
                 );
-                metrics::topic_progress(&self.topic);
+                publish_progress(&info);
             }
         }
         guard.armed = false;

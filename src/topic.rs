@@ -1,0 +1,201 @@
+//! One attached topic: its store, where its replay stands, and the [`ReplaySink`] through
+//! which the replay loop (in [`crate::kafka::replay`]) hands it records and progress. The
+//! registry that attaches topics is [`crate::topics`].
+
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use crate::record::RecordRef;
+use crate::store::{SharedStore, StoreStats};
+
+/// What the replay loop of a topic hands its records and progress to. It knows nothing else
+/// of the topic; [`Topic`] is the one implementation.
+pub trait ReplaySink: Send + Sync {
+    /// The topic's name, for logs and metrics.
+    fn topic_name(&self) -> &str;
+    /// Applies records fetched in offset order, under one lock; returns how many changed the
+    /// state or advanced it.
+    fn apply(&self, records: Vec<RecordRef<'_>>) -> usize;
+    /// Records arrived beyond the end last reached.
+    fn left_end(&self);
+    /// The consumer reached the end of the partition at `position`: every record below it
+    /// has been handed over, and the offsets among them that carried none (transaction
+    /// markers, aborted or compacted records) count as applied. Returns whether this was the
+    /// first time, when the topic becomes ready.
+    fn reached_end(&self, position: i64) -> bool;
+    /// The partition's end offset as the last fetch reported it.
+    fn fetched_end_offset(&self, end_offset: i64);
+    /// The replay stopped for good.
+    fn failed(&self, reason: String);
+    /// Where the topic stands.
+    fn info(&self) -> TopicInfo;
+}
+
+/// Why a topic is not ready to serve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotReady {
+    /// Still replaying after waiting this long.
+    StillReplaying(Duration),
+    /// The replay stopped, for this reason.
+    Failed(String),
+}
+
+/// Where a topic's replay stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplayState {
+    /// Reading the topic up to the end it had when attached.
+    Replaying,
+    /// Caught up once; serving.
+    Ready,
+    /// The replay loop stopped and will not resume.
+    Failed(String),
+}
+
+/// One attached topic: its store and the progress of its replay.
+#[derive(Debug)]
+pub struct Topic {
+    name: String,
+    store: SharedStore,
+    state: watch::Sender<ReplayState>,
+    /// The partition's end offset as of the last fetch; -1 until known.
+    end_offset: AtomicI64,
+    /// Whether the replay has applied everything up to `end_offset`.
+    at_end: AtomicBool,
+    attached_at: Instant,
+}
+
+impl Topic {
+    /// A topic about to be replayed from its beginning.
+    pub fn new(name: &str) -> Self {
+        Topic {
+            name: name.to_owned(),
+            store: SharedStore::new(),
+            state: watch::Sender::new(ReplayState::Replaying),
+            end_offset: AtomicI64::new(-1),
+            at_end: AtomicBool::new(false),
+            attached_at: Instant::now(),
+        }
+    }
+
+    /// The topic's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The topic's store.
+    pub fn store(&self) -> &SharedStore {
+        &self.store
+    }
+
+    /// When the topic was attached.
+    pub fn attached_at(&self) -> Instant {
+        self.attached_at
+    }
+
+    /// The replay's state.
+    pub fn state(&self) -> ReplayState {
+        self.state.borrow().clone()
+    }
+
+    /// The partition's end offset as of the last fetch, if known.
+    pub fn end_offset(&self) -> Option<i64> {
+        let fetched = Some(self.end_offset.load(Ordering::Relaxed)).filter(|o| *o >= 0)?;
+        // Own writes applied ahead of the replay are in the log too, beyond what the last
+        // fetch reported.
+        Some(fetched.max(self.store.applied_offset()))
+    }
+
+    /// How many records the replica has yet to apply, as far as it knows.
+    pub fn lag(&self) -> Option<i64> {
+        if self.at_end.load(Ordering::Relaxed) {
+            // Also covers offsets that are never delivered, such as transaction markers.
+            return Some(0);
+        }
+        self.end_offset()
+            .map(|end| (end - self.store.applied_offset()).max(0))
+    }
+
+    /// Waits up to `timeout` for the topic to have replayed.
+    pub async fn wait_ready(&self, timeout: Duration) -> Result<(), NotReady> {
+        let mut rx = self.state.subscribe();
+        let waited = tokio::time::timeout(
+            timeout,
+            rx.wait_for(|state| *state != ReplayState::Replaying),
+        )
+        .await;
+        match waited {
+            Ok(Ok(state)) => match &*state {
+                ReplayState::Failed(reason) => Err(NotReady::Failed(reason.clone())),
+                _ => Ok(()),
+            },
+            Ok(Err(_closed)) => Err(NotReady::Failed("the topic was detached".into())),
+            Err(_elapsed) => Err(NotReady::StillReplaying(timeout)),
+        }
+    }
+
+    /// A snapshot for the topics listing, metrics and progress logs.
+    pub fn info(&self) -> TopicInfo {
+        TopicInfo {
+            name: self.name.clone(),
+            stats: self.store.stats(),
+            end_offset: self.end_offset(),
+            lag: self.lag(),
+            state: self.state(),
+        }
+    }
+}
+
+impl ReplaySink for Topic {
+    fn topic_name(&self) -> &str {
+        &self.name
+    }
+
+    fn apply(&self, records: Vec<RecordRef<'_>>) -> usize {
+        self.store.apply_all(records)
+    }
+
+    fn left_end(&self) {
+        self.at_end.store(false, Ordering::Relaxed);
+    }
+
+    fn reached_end(&self, position: i64) -> bool {
+        self.store.advance_to(position);
+        self.at_end.store(true, Ordering::Relaxed);
+        self.state.send_if_modified(|state| {
+            let first = *state == ReplayState::Replaying;
+            if first {
+                *state = ReplayState::Ready;
+            }
+            first
+        })
+    }
+
+    fn fetched_end_offset(&self, end_offset: i64) {
+        self.end_offset.store(end_offset, Ordering::Relaxed);
+    }
+
+    fn failed(&self, reason: String) {
+        self.state.send_replace(ReplayState::Failed(reason));
+    }
+
+    fn info(&self) -> TopicInfo {
+        Topic::info(self)
+    }
+}
+
+/// A snapshot of one topic.
+#[derive(Debug, Clone)]
+pub struct TopicInfo {
+    /// The topic's name.
+    pub name: String,
+    /// Its store's counts.
+    pub stats: StoreStats,
+    /// The partition's end offset as of the last fetch.
+    pub end_offset: Option<i64>,
+    /// Records yet to apply.
+    pub lag: Option<i64>,
+    /// The replay's state.
+    pub state: ReplayState,
+}
