@@ -56,6 +56,8 @@ pub struct RangeResponse {
     pub items: Vec<RangeItem>,
     /// Pass as `cursor` to get the next page; absent when this page is the last.
     #[serde(skip_serializing_if = "Option::is_none")]
+    // Absent, never null: the document says so, so that clients type it as a plain string.
+    #[schema(nullable = false)]
     pub next_cursor: Option<String>,
 }
 
@@ -67,6 +69,7 @@ pub struct RangeItem {
     pub key: String,
     /// Present, as `base64`, only for a key that is not UTF-8 (written by another producer).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub key_encoding: Option<ValueEncoding>,
     /// The value: a JSON value (`encoding: json`), a string of its text (`text`), or a
     /// base64 string of its bytes (`base64`).
