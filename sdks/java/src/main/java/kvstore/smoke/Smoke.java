@@ -53,6 +53,25 @@ public final class Smoke {
     return ErrorResponse.fromJson(failure.getResponseBody()).getError().getCode();
   }
 
+  /** A call that should fail. */
+  interface Call {
+    void run() throws ApiException;
+  }
+
+  /** Checks that {@code call} fails with HTTP {@code status} and the error code {@code code}. */
+  static void checkError(Call call, int status, String code, String what) throws CheckFailed, IOException {
+    try {
+      call.run();
+    } catch (ApiException failure) {
+      check(
+          failure.getCode() == status && code.equals(errorCode(failure)),
+          what,
+          failure.getCode() + " " + failure.getResponseBody());
+      return;
+    }
+    check(false, what, "success");
+  }
+
   /** A response header (OkHttp gives their names in lower case). */
   static String header(ApiResponse<?> response, String name) {
     List<String> values = response.getHeaders().get(name.toLowerCase());
@@ -112,13 +131,7 @@ public final class Smoke {
     // delete, then the key is gone.
     WriteResponse deleted = keys.deleteKey(topic, "user/1");
     check(deleted.getOffset() == 2, "delete: offset 2", deleted);
-    try {
-      keys.getKey(topic, "user/1", null);
-      check(false, "get after delete: 404", "200");
-    } catch (ApiException gone) {
-      check(gone.getCode() == 404, "get after delete: 404", gone.getCode());
-      check("key_not_found".equals(errorCode(gone)), "get after delete: key_not_found", gone.getResponseBody());
-    }
+    checkError(() -> keys.getKey(topic, "user/1", null), 404, "key_not_found", "get after delete: 404 key_not_found");
 
     // batch: puts in every encoding, and a delete.
     List<BatchOperation> ops = new ArrayList<>();
@@ -175,34 +188,22 @@ public final class Smoke {
         mine);
 
     // errors come back as ErrorResponse with the documented status and code.
-    try {
-      keys.scanRange("no-such-topic", null, null, null, null, null);
-      check(false, "error: range of a missing topic", "200");
-    } catch (ApiException missing) {
-      check(
-          missing.getCode() == 404 && "topic_not_found".equals(errorCode(missing)),
-          "error: range of a missing topic",
-          missing.getResponseBody());
-    }
-    try {
-      BatchPut bad = new BatchPut().op(BatchPut.OpEnum.PUT).key("k").value(5).encoding(ValueEncoding.BASE64);
-      keys.writeBatch(topic, new BatchRequest().ops(List.of(new BatchOperation(bad))));
-      check(false, "error: a base64 value that is not a string", "200");
-    } catch (ApiException bad) {
-      check(
-          bad.getCode() == 422 && "invalid_request".equals(errorCode(bad)),
-          "error: a base64 value that is not a string",
-          bad.getResponseBody());
-    }
-    try {
-      keys.putKey(topic, "k".repeat(1025), "v".getBytes(StandardCharsets.UTF_8));
-      check(false, "error: a key over 1024 bytes", "200");
-    } catch (ApiException tooLong) {
-      check(
-          tooLong.getCode() == 413 && "key_too_large".equals(errorCode(tooLong)),
-          "error: a key over 1024 bytes",
-          tooLong.getResponseBody());
-    }
+    checkError(
+        () -> keys.scanRange("no-such-topic", null, null, null, null, null),
+        404,
+        "topic_not_found",
+        "error: range of a missing topic");
+    BatchPut bad = new BatchPut().op(BatchPut.OpEnum.PUT).key("k").value(5).encoding(ValueEncoding.BASE64);
+    checkError(
+        () -> keys.writeBatch(topic, new BatchRequest().ops(List.of(new BatchOperation(bad)))),
+        422,
+        "invalid_request",
+        "error: a base64 value that is not a string");
+    checkError(
+        () -> keys.putKey(topic, "k".repeat(1025), "v".getBytes(StandardCharsets.UTF_8)),
+        413,
+        "key_too_large",
+        "error: a key over 1024 bytes");
     long after = topics.listTopics().getTopics().stream()
         .filter(t -> topic.equals(t.getName())).mapToLong(TopicSummary::getKeys).sum();
     check(after == 7, "errors wrote nothing", after);
