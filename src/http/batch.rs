@@ -22,6 +22,11 @@ use crate::topics::Access;
 /// Operations to apply in order.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"ops": [
+    {"op": "put", "key": "user/1", "value": {"name": "Ada"}},
+    {"op": "put", "key": "user/3", "value": "AAH/", "encoding": "base64", "content_type": "image/png"},
+    {"op": "delete", "key": "user/2"},
+]}))]
 pub struct BatchRequest {
     /// The operations, applied in this order (at least one).
     #[schema(min_items = 1)]

@@ -51,6 +51,10 @@ pub struct RangeParams {
 
 /// One page of keys.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "items": [{"key": "user/1", "value": {"name": "Ada"}, "encoding": "json", "content_type": "application/json", "offset": 42}],
+    "next_cursor": "dXNlci8x",
+}))]
 pub struct RangeResponse {
     /// Keys and values in key order.
     pub items: Vec<RangeItem>,
