@@ -3,7 +3,7 @@
 CARGO ?= cargo
 TANSU = $(shell scripts/tansu.sh memory)
 
-.PHONY: help build run test test-long lint unit-and-integration check-deploy check-sdks openapi broker bench clean
+.PHONY: help build run test test-long lint unit-and-integration check-deploy openapi broker bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-22s %s\n", $$1, $$2}'
@@ -42,6 +42,7 @@ test-long: ## The slow fault tests (broker killed and restarted, SQLite storage;
 check-deploy: ## Validate Dockerfile, compose, Prometheus, Grafana, Helm and OpenAPI files; scrape a live kvstore with Prometheus
 	scripts/check-deploy.sh
 
+.PHONY: check-sdks
 check-sdks: ## Generate TypeScript, Go, Java and Python clients from openapi/openapi.json; run their smoke programs against a live kvstore
 	scripts/check-sdks.sh
 
