@@ -37,6 +37,10 @@ test-long: ## The slow tests (a million keys) against Apache Kafka
 check-deploy: ## Validate Dockerfile, compose, Prometheus, Grafana, Helm and OpenAPI files; scrape a live kvstore with Prometheus
 	scripts/check-deploy.sh
 
+.PHONY: check-sdks
+check-sdks: ## Generate TypeScript, Go, Java and Python clients from openapi/openapi.json; run their smoke programs against a live kvstore
+	scripts/check-sdks.sh
+
 openapi: ## Regenerate openapi/openapi.json from the code
 	$(CARGO) run --quiet --locked -- openapi > openapi/openapi.json
 

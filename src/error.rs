@@ -15,6 +15,7 @@ use crate::writer::WriteError;
 
 /// The JSON body of every error response.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"error": {"code": "key_not_found", "message": "key \"user/1\" not found in topic \"users\""}}))]
 pub struct ErrorResponse {
     /// The error.
     pub error: ErrorDetail,

@@ -22,6 +22,11 @@ use crate::topics::Access;
 /// Operations to apply in order.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"ops": [
+    {"op": "put", "key": "user/1", "value": {"name": "Ada"}},
+    {"op": "put", "key": "user/3", "value": "AAH/", "encoding": "base64", "content_type": "image/png"},
+    {"op": "delete", "key": "user/2"},
+]}))]
 pub struct BatchRequest {
     /// The operations, applied in this order (at least one).
     #[schema(min_items = 1)]
@@ -33,7 +38,7 @@ pub struct BatchRequest {
 #[serde(tag = "op", rename_all = "lowercase", deny_unknown_fields)]
 pub enum BatchOperation {
     /// Write a value.
-    #[schema(example = json!({"op": "put", "key": "user/1", "value": {"name": "Ada"}}))]
+    #[schema(title = "BatchPut", example = json!({"op": "put", "key": "user/1", "value": {"name": "Ada"}}))]
     Put {
         /// The key: at most `limits.max_key_bytes` (1024) bytes of UTF-8.
         #[schema(min_length = 1)]
@@ -52,7 +57,7 @@ pub enum BatchOperation {
         content_type: Option<String>,
     },
     /// Delete a key (writes a tombstone).
-    #[schema(example = json!({"op": "delete", "key": "user/2"}))]
+    #[schema(title = "BatchDelete", example = json!({"op": "delete", "key": "user/2"}))]
     Delete {
         /// The key: at most `limits.max_key_bytes` (1024) bytes of UTF-8.
         #[schema(min_length = 1)]

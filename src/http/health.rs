@@ -35,6 +35,7 @@ pub struct ReadinessResponse {
 #[utoipa::path(
     get,
     path = "/healthz",
+    operation_id = "get_health",
     tag = "health",
     responses((status = 200, description = "Alive", body = HealthResponse))
 )]
@@ -47,6 +48,7 @@ pub async fn healthz() -> Json<HealthResponse> {
 #[utoipa::path(
     get,
     path = "/readyz",
+    operation_id = "get_readiness",
     tag = "health",
     responses(
         (status = 200, description = "Ready to serve", body = ReadinessResponse),
@@ -78,6 +80,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
 #[utoipa::path(
     get,
     path = "/metrics",
+    operation_id = "get_metrics",
     tag = "health",
     responses((status = 200, description = "Metrics", content_type = "text/plain; version=0.0.4", body = String))
 )]

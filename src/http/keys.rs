@@ -43,10 +43,11 @@ pub struct WriteResponse {
     tag = "keys",
     params(
         KeyPath,
-        ("If-None-Match" = Option<String>, Header, description = "Answer 304 if the value's ETag matches"),
+        ("If-None-Match" = Option<String>, Header, nullable = false, description = "Answer 304 if the value's ETag matches"),
     ),
     responses(
-        (status = 200, description = "The value, as written, with the content type it was written with", content_type = "*/*", body = serde_json::Value,
+        (status = 200, description = "The value's bytes, as written, served with the content type they were written with (`application/octet-stream` when none was given)",
+            content((Vec<u8> = "application/octet-stream"), (serde_json::Value = "application/json"), (Vec<u8> = "*/*")),
             headers(
                 ("ETag" = String, description = "The value's version, quoted"),
                 ("X-Kv-Offset" = i64, description = "The value's version: the offset that wrote it"),

@@ -80,8 +80,8 @@ pub struct ApiDoc;
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
-    close_batch_operations(&mut doc);
-    binary_put_body(&mut doc);
+    name_batch_operations(&mut doc);
+    binary_values(&mut doc);
     document_auth_and_limits(&mut doc);
     doc
 }
@@ -154,19 +154,40 @@ fn document_auth_and_limits(doc: &mut utoipa::openapi::OpenApi) {
     }
 }
 
-/// A PUT's body is the value's raw bytes. utoipa describes `Vec<u8>` as a JSON array of
+/// A value travels as its raw bytes: a PUT's body and a GET's answer (but for a value written
+/// as `application/json`, which is JSON). utoipa describes `Vec<u8>` as a JSON array of
 /// integers; say `string` with format `binary`, which is what code generators (and readers)
-/// take for a raw byte body. The body stays optional: an empty body is an empty value.
-fn binary_put_body(doc: &mut utoipa::openapi::OpenApi) {
+/// take for raw bytes. The PUT body stays optional: an empty body is an empty value.
+fn binary_values(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::RefOr;
     use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
-    let body = doc
-        .paths
-        .paths
-        .get_mut("/v1/{topic}/keys/{key}")
-        .and_then(|item| item.put.as_mut())
+    let Some(item) = doc.paths.paths.get_mut("/v1/{topic}/keys/{key}") else {
+        return;
+    };
+    let put_body = item
+        .put
+        .as_mut()
         .and_then(|put| put.request_body.as_mut())
-        .and_then(|body| body.content.get_mut("application/octet-stream"));
-    if let Some(content) = body {
+        .map(|body| body.content.values_mut());
+    let get_value = item
+        .get
+        .as_mut()
+        .and_then(|get| get.responses.responses.get_mut("200"))
+        .and_then(|response| match response {
+            RefOr::T(response) => Some(
+                response
+                    .content
+                    .iter_mut()
+                    .filter(|(content_type, _)| *content_type != "application/json")
+                    .map(|(_, content)| content),
+            ),
+            RefOr::Ref(_) => None,
+        });
+    for content in put_body
+        .into_iter()
+        .flatten()
+        .chain(get_value.into_iter().flatten())
+    {
         let bytes = ObjectBuilder::new()
             .schema_type(Type::String)
             .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)));
@@ -174,22 +195,48 @@ fn binary_put_body(doc: &mut utoipa::openapi::OpenApi) {
     }
 }
 
-/// Batch operations reject unknown fields (`deny_unknown_fields`), which utoipa states for
-/// structs but not for enum variants; say it in the document too.
-fn close_batch_operations(doc: &mut utoipa::openapi::OpenApi) {
-    use utoipa::openapi::RefOr;
-    use utoipa::openapi::schema::{AdditionalProperties, Schema};
+/// Batch operations are told apart by `op`. utoipa writes the variants inline; name each
+/// (`BatchPut`, `BatchDelete`, from its title) as a schema of its own and state the
+/// discriminator, so code generators make one type per operation and pick it by `op`. The
+/// variants reject unknown fields (`deny_unknown_fields`), which utoipa states for structs but
+/// not for enum variants; say it here too.
+fn name_batch_operations(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::schema::{AdditionalProperties, Discriminator, Schema};
+    use utoipa::openapi::{Ref, RefOr};
     let Some(components) = doc.components.as_mut() else {
         return;
     };
-    if let Some(RefOr::T(Schema::OneOf(one_of))) = components.schemas.get_mut("BatchOperation") {
-        for item in &mut one_of.items {
-            if let RefOr::T(Schema::Object(object)) = item {
-                object.additional_properties =
-                    Some(Box::new(AdditionalProperties::FreeForm(false)));
-            }
+    let Some(RefOr::T(Schema::OneOf(one_of))) = components.schemas.get_mut("BatchOperation") else {
+        return;
+    };
+    let mut named = Vec::new();
+    let mut mapping = Vec::new();
+    for item in &mut one_of.items {
+        let RefOr::T(Schema::Object(object)) = item else {
+            continue;
+        };
+        let Some(name) = object.title.clone() else {
+            continue;
+        };
+        let op = object
+            .properties
+            .get("op")
+            .and_then(|op| match op {
+                RefOr::T(Schema::Object(op)) => op.enum_values.as_ref(),
+                _ => None,
+            })
+            .and_then(|values| values.first())
+            .and_then(|value| value.as_str())
+            .map(str::to_owned);
+        object.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(false)));
+        let schema = std::mem::replace(item, Ref::from_schema_name(&name).into());
+        if let Some(op) = op {
+            mapping.push((op, format!("#/components/schemas/{name}")));
         }
+        named.push((name, schema));
     }
+    one_of.discriminator = Some(Discriminator::with_mapping("op", mapping));
+    components.schemas.extend(named);
 }
 
 /// The application's routes, as `kvstore serve` serves them. Each protected route

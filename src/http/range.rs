@@ -51,11 +51,17 @@ pub struct RangeParams {
 
 /// One page of keys.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "items": [{"key": "user/1", "value": {"name": "Ada"}, "encoding": "json", "content_type": "application/json", "offset": 42}],
+    "next_cursor": "dXNlci8x",
+}))]
 pub struct RangeResponse {
     /// Keys and values in key order.
     pub items: Vec<RangeItem>,
     /// Pass as `cursor` to get the next page; absent when this page is the last.
     #[serde(skip_serializing_if = "Option::is_none")]
+    // Absent, never null: the document says so, so that clients type it as a plain string.
+    #[schema(nullable = false)]
     pub next_cursor: Option<String>,
 }
 
@@ -67,6 +73,7 @@ pub struct RangeItem {
     pub key: String,
     /// Present, as `base64`, only for a key that is not UTF-8 (written by another producer).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub key_encoding: Option<ValueEncoding>,
     /// The value: a JSON value (`encoding: json`), a string of its text (`text`), or a
     /// base64 string of its bytes (`base64`).
