@@ -13,6 +13,7 @@ use crate::auth::{Auth, AuthSetupError};
 use crate::config::Config;
 use crate::http;
 use crate::kafka::Kafka;
+use crate::log::Log;
 use crate::topics::Topics;
 use crate::writer::Writer;
 
@@ -27,8 +28,8 @@ const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 pub struct AppState {
     /// The configuration the service started with.
     pub config: Arc<Config>,
-    /// The Kafka clients.
-    pub kafka: Kafka,
+    /// The log the service writes to, and what is known of its brokers.
+    pub log: Arc<dyn Log>,
     /// The attached topics.
     pub topics: Topics,
     /// The write path.
@@ -83,14 +84,15 @@ pub async fn run(
         tracker.clone(),
         cancel.clone(),
     );
+    let log: Arc<dyn Log> = Arc::new(kafka.clone());
     let writer = Writer::new(
-        kafka.clone(),
+        log.clone(),
         config.limits.max_pending_writes,
         config.write_timeout,
     );
     let state = AppState {
         config: config.clone(),
-        kafka: kafka.clone(),
+        log,
         topics: topics.clone(),
         writer,
         metrics: metrics.clone(),

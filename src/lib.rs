@@ -22,7 +22,9 @@
 //! - [`writer`]: the write path, produce then wait for the local apply.
 //! - [`record`]: the one record type, written and applied; no rdkafka in it.
 //! - [`store`]: the in-memory ordered map per topic; no I/O.
-//! - [`kafka`]: all rdkafka code: clients, topic admin, producer, replay loop.
+//! - [`log`]: the log as the write path and HTTP see it: produce records, broker health.
+//! - [`kafka`]: all rdkafka code of the service: clients, topic admin, producer, replay loop;
+//!   implements [`log::Log`].
 //! - [`metrics`]: metric names, descriptions and the HTTP middleware.
 //! - [`memory`]: the allocator (mimalloc, for the C code too) and handing free memory back.
 //! - [`topic_name`]: Kafka's rules for topic names, and patterns over them.
@@ -39,6 +41,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod kafka;
+pub mod log;
 pub mod memory;
 pub mod metrics;
 pub mod record;

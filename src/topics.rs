@@ -13,6 +13,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::kafka::Kafka;
 use crate::kafka::admin::{AdminError, TopicLookup};
+use crate::log::Log;
 use crate::topic::{NotReady, ReplayState, Topic};
 use crate::topic_name::TopicPattern;
 

@@ -7,8 +7,7 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use tokio::sync::Semaphore;
 
-use crate::kafka::Kafka;
-use crate::kafka::producer::ProduceError;
+use crate::log::{Log, ProduceError};
 use crate::metrics;
 use crate::record::Record;
 use crate::store::WaitError;
@@ -86,18 +85,18 @@ pub enum WriteError {
 /// Produces writes and waits for them to be applied. Cheap to clone.
 #[derive(Clone)]
 pub struct Writer {
-    kafka: Kafka,
+    log: Arc<dyn Log>,
     pending: Arc<Semaphore>,
     max_pending: usize,
     timeout: Duration,
 }
 
 impl Writer {
-    /// A writer through `kafka` that lets at most `max_pending` records wait at once and
+    /// A writer to `log` that lets at most `max_pending` records wait at once and
     /// gives up on each write after `timeout`.
-    pub fn new(kafka: Kafka, max_pending: usize, timeout: Duration) -> Self {
+    pub fn new(log: Arc<dyn Log>, max_pending: usize, timeout: Duration) -> Self {
         Writer {
-            kafka,
+            log,
             pending: Arc::new(Semaphore::new(max_pending)),
             max_pending,
             timeout,
@@ -127,12 +126,12 @@ impl Writer {
         records: Vec<Record>,
         started: Instant,
     ) -> Result<Vec<i64>, WriteError> {
-        if self.kafka.status().is_down() {
+        if self.log.status().is_down() {
             return Err(WriteError::BrokerUnavailable(
-                self.kafka.status().down_reason(),
+                self.log.status().down_reason(),
             ));
         }
-        if let Some(shortfall) = self.kafka.in_sync_shortfall(topic.name()) {
+        if let Some(shortfall) = self.log.in_sync_shortfall(topic.name()) {
             return Err(WriteError::NotEnoughReplicas {
                 topic: topic.name().to_owned(),
                 in_sync: shortfall.in_sync,
@@ -146,7 +145,7 @@ impl Writer {
                 .map_err(|_| WriteError::Overloaded {
                     limit: self.max_pending,
                 })?;
-        let (deliveries, failure) = self.kafka.send(topic.name(), &records);
+        let (deliveries, failure) = self.log.send(topic.name(), &records);
         if let Some(error) = failure {
             let sent = deliveries.len();
             // Records queued before the failure are still sent.

@@ -3,7 +3,7 @@
 
 use axum::http::{HeaderMap, HeaderValue};
 
-use crate::kafka::BrokerStatus;
+use crate::log::BrokerStatus;
 use crate::topic::Topic;
 
 /// Records of the topic this replica knows of but has not applied yet.

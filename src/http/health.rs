@@ -8,7 +8,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::app::AppState;
-use crate::kafka::Reachability;
+use crate::log::Reachability;
 
 /// The process is alive.
 #[derive(Debug, Serialize, ToSchema)]
@@ -56,7 +56,7 @@ pub async fn healthz() -> Json<HealthResponse> {
     )
 )]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<ReadinessResponse>) {
-    let broker = state.kafka.status().get();
+    let broker = state.log.status().get();
     let pending_topics = state.topics.not_ready();
     let ready = broker == Reachability::Up && pending_topics.is_empty();
     let body = ReadinessResponse {
@@ -89,7 +89,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         return (StatusCode::NOT_FOUND, "metrics are not enabled").into_response();
     };
     let topics = state.topics.list();
-    crate::metrics::service_state(state.kafka.status().get() == Reachability::Up, topics.len());
+    crate::metrics::service_state(state.log.status().get() == Reachability::Up, topics.len());
     for topic in &topics {
         let info = topic.info();
         crate::metrics::topic_progress(&info.name, info.stats, info.end_offset, info.lag);

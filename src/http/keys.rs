@@ -95,7 +95,7 @@ pub async fn get_key(
         response
     };
     version_headers(response.headers_mut(), value.offset);
-    add_freshness_headers(response.headers_mut(), &topic, state.kafka.status());
+    add_freshness_headers(response.headers_mut(), &topic, state.log.status());
     Ok(response)
 }
 

@@ -177,6 +177,6 @@ pub async fn scan_range(
         })
         .collect();
     let mut response = Json(RangeResponse { items, next_cursor }).into_response();
-    add_freshness_headers(response.headers_mut(), &topic, state.kafka.status());
+    add_freshness_headers(response.headers_mut(), &topic, state.log.status());
     Ok(response)
 }

@@ -15,7 +15,6 @@ pub mod replay;
 pub mod replicas;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
 
 use rdkafka::ClientConfig;
 use rdkafka::client::ClientContext;
@@ -24,134 +23,12 @@ use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 
 use crate::config::{Config, KafkaConfig};
+use crate::log::{BrokerStatus, Delivery, Log, ProduceError, Reachability, Shortfall};
+use crate::record::Record;
 use crate::secret::SecretError;
 
 /// The record header that carries a value's content type.
 pub const CONTENT_TYPE_HEADER: &str = "content-type";
-
-/// Whether the broker answered lately. Only the probe ([`Kafka::probe_broker`]) decides;
-/// clients that lose their connections ask it to check at once.
-#[derive(Debug, Default)]
-pub struct BrokerStatus {
-    reachability: AtomicU8,
-    recheck: tokio::sync::Notify,
-    /// When the broker last answered, for telling readers how stale they may be.
-    last_up: std::sync::Mutex<Option<std::time::Instant>>,
-    /// The last error a client reported (a refused TLS handshake or SASL login, say) and
-    /// when, so that "unreachable" can say why and repeats are not logged every retry.
-    last_error: std::sync::Mutex<Option<(String, std::time::Instant)>>,
-}
-
-/// How long a client error explains a broker that does not answer, and how long the same
-/// error is not logged again.
-const CLIENT_ERROR_MEMORY: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// What is known of the broker's reachability.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reachability {
-    /// Not checked yet.
-    Unknown,
-    /// The last check succeeded.
-    Up,
-    /// The last check failed, or every broker connection is down.
-    Down,
-}
-
-impl BrokerStatus {
-    /// The current reachability.
-    pub fn get(&self) -> Reachability {
-        match self.reachability.load(Ordering::Relaxed) {
-            1 => Reachability::Up,
-            2 => Reachability::Down,
-            _ => Reachability::Unknown,
-        }
-    }
-
-    /// Records the outcome of a check. Returns the previous reachability.
-    pub fn set(&self, reachability: Reachability) -> Reachability {
-        if reachability == Reachability::Up {
-            *self
-                .last_up
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) =
-                Some(std::time::Instant::now());
-        }
-        let value = match reachability {
-            Reachability::Unknown => 0,
-            Reachability::Up => 1,
-            Reachability::Down => 2,
-        };
-        match self.reachability.swap(value, Ordering::Relaxed) {
-            1 => Reachability::Up,
-            2 => Reachability::Down,
-            _ => Reachability::Unknown,
-        }
-    }
-
-    /// While the broker is not known to be up: how long since it last answered (`None` if it
-    /// never did). Data read meanwhile may be at least that stale.
-    pub fn unreachable_for(&self) -> Option<Option<std::time::Duration>> {
-        if self.get() == Reachability::Up {
-            return None;
-        }
-        let last_up = *self
-            .last_up
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        Some(last_up.map(|at| at.elapsed()))
-    }
-
-    /// Whether the broker is known to be down.
-    pub fn is_down(&self) -> bool {
-        self.get() == Reachability::Down
-    }
-
-    /// Why the broker counts as unreachable, with the last client error if it is recent.
-    pub fn down_reason(&self) -> String {
-        let base = "the broker did not answer the last check";
-        match self.recent_error() {
-            Some(error) => format!("{base}; the last Kafka client error: {error}"),
-            None => base.to_owned(),
-        }
-    }
-
-    /// The last client error, if it happened within [`CLIENT_ERROR_MEMORY`].
-    pub fn recent_error(&self) -> Option<String> {
-        let last = self
-            .last_error
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        last.as_ref()
-            .filter(|(_, at)| at.elapsed() < CLIENT_ERROR_MEMORY)
-            .map(|(error, _)| error.clone())
-    }
-
-    /// Records a client error; returns whether it is news (not the same as the last one
-    /// within [`CLIENT_ERROR_MEMORY`]), that is, worth logging.
-    fn record_error(&self, error: String) -> bool {
-        let mut last = self
-            .last_error
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let repeat = last
-            .as_ref()
-            .is_some_and(|(seen, at)| *seen == error && at.elapsed() < CLIENT_ERROR_MEMORY);
-        if !repeat {
-            *last = Some((error, std::time::Instant::now()));
-        }
-        !repeat
-    }
-
-    /// Asks the probe to check now rather than at its next interval.
-    pub fn request_check(&self) {
-        self.recheck.notify_one();
-    }
-
-    /// Completes when someone asks for a check.
-    pub async fn check_requested(&self) {
-        self.recheck.notified().await;
-    }
-}
 
 /// The context of every Kafka client: routes librdkafka's logs into `tracing` and notices when
 /// all brokers are down.
@@ -210,6 +87,26 @@ impl ClientContext for KafkaContext {
 
 impl ConsumerContext for KafkaContext {}
 
+impl Log for Kafka {
+    fn status(&self) -> &BrokerStatus {
+        &self.inner.status
+    }
+
+    /// As the broker probe last saw it (see [`replicas`]).
+    fn in_sync_shortfall(&self, topic: &str) -> Option<Shortfall> {
+        self.inner.in_sync.shortfall(topic)
+    }
+
+    fn send(&self, topic: &str, records: &[Record]) -> (Vec<Delivery>, Option<ProduceError>) {
+        let (deliveries, failure) = self.produce(topic, records);
+        let deliveries = deliveries
+            .into_iter()
+            .map(|delivery| Box::pin(delivery) as Delivery)
+            .collect();
+        (deliveries, failure)
+    }
+}
+
 /// The shared Kafka clients. Cheap to clone.
 #[derive(Clone)]
 pub struct Kafka {
@@ -250,17 +147,6 @@ impl Kafka {
                 config,
             }),
         })
-    }
-
-    /// Whether `topic`'s partition had fewer in-sync replicas than its
-    /// `min.insync.replicas` at the last probe, so that the broker refuses every write.
-    pub fn in_sync_shortfall(&self, topic: &str) -> Option<replicas::Shortfall> {
-        self.inner.in_sync.shortfall(topic)
-    }
-
-    /// The broker's reachability.
-    pub fn status(&self) -> &BrokerStatus {
-        &self.inner.status
     }
 
     fn config(&self) -> &Config {

@@ -20,28 +20,12 @@ use rdkafka::producer::{
 
 use super::{CONTENT_TYPE_HEADER, Kafka, KafkaContext, client_config};
 use crate::config::Config;
+use crate::log::ProduceError;
 use crate::record::Record;
 
 /// Room for a record's framing and headers on top of its key and value, used when sizing the
 /// producer's and created topics' byte limits.
 pub const RECORD_OVERHEAD: usize = 64 * 1024;
-
-/// Why a record was not written, or whether that is known.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum ProduceError {
-    /// The broker refused or could not be reached; the record was not written.
-    #[error("{0}")]
-    NotWritten(String),
-    /// The producer's queue is full; the record was not written.
-    #[error("the producer queue is full")]
-    QueueFull,
-    /// The broker refused the record for its size; it was not written.
-    #[error("{0}")]
-    TooLarge(String),
-    /// No acknowledgement came in time; the record may or may not have been written.
-    #[error("{0}")]
-    Unknown(String),
-}
 
 /// The producer settings: idempotent with `acks=all`, so an acknowledged write is on every
 /// in-sync replica exactly once and in order.
@@ -375,7 +359,7 @@ impl Kafka {
     /// are written in that order. Returns a future per record queued, resolving to its offset
     /// or failing once `write_timeout` has passed without an acknowledgement, and the error
     /// that stopped the rest from being queued, if one did (those queued are still written).
-    pub fn send(
+    pub fn produce(
         &self,
         topic: &str,
         records: &[Record],

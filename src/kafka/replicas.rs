@@ -13,14 +13,7 @@ use std::sync::Mutex;
 
 use rdkafka::metadata::Metadata;
 
-/// A partition with fewer in-sync replicas than its topic requires.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Shortfall {
-    /// Replicas in sync at the last probe.
-    pub in_sync: usize,
-    /// The topic's `min.insync.replicas`.
-    pub required: usize,
-}
+use crate::log::Shortfall;
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Replicas {
