@@ -10,6 +10,7 @@ mod faults;
 mod fuzz;
 mod history;
 mod hostile;
+mod in_process;
 mod kafka_security;
 mod keys;
 mod model;
