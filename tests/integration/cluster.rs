@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 
-use crate::common::load::{Outcome, assert_acknowledged_present, write_until};
+use crate::common::load::{
+    Outcome, assert_acknowledged_present, assert_answers_are_successes_or_unavailable, write_until,
+};
 use crate::common::{Broker, KafkaOptions, Server, ServerOptions, topic};
 
 /// Writers per replica.
@@ -64,17 +66,7 @@ async fn killing_the_partition_leader_under_load_loses_no_acknowledged_write() {
     let new_leader = broker.leader(&topic);
 
     for (i, outcomes) in per_replica.iter().enumerate() {
-        // Every answer is a success or says the write may not have happened; none is lost.
-        for outcome in outcomes {
-            let status = outcome.status.expect("the server kept answering");
-            assert!(
-                status.is_success()
-                    || status == StatusCode::SERVICE_UNAVAILABLE
-                    || status == StatusCode::GATEWAY_TIMEOUT,
-                "replica {i}, {}: {status}",
-                outcome.key
-            );
-        }
+        assert_answers_are_successes_or_unavailable(outcomes);
         // Writes succeed again soon after the kill.
         let recovered = outcomes
             .iter()

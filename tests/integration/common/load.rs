@@ -94,6 +94,21 @@ pub async fn write_until(
     all
 }
 
+/// Every write got an answer, and each is a success or says that the write failed or may not
+/// have happened (503, 504): under faults, no other answer is right.
+pub fn assert_answers_are_successes_or_unavailable(outcomes: &[Outcome]) {
+    for outcome in outcomes {
+        let status = outcome.status.expect("the server kept answering");
+        assert!(
+            status.is_success()
+                || status == StatusCode::SERVICE_UNAVAILABLE
+                || status == StatusCode::GATEWAY_TIMEOUT,
+            "{}: {status}",
+            outcome.key
+        );
+    }
+}
+
 /// Every acknowledged write is readable on `server` with its value and offset.
 pub async fn assert_acknowledged_present(server: &Server, topic: &str, outcomes: &[Outcome]) {
     let acknowledged: Vec<&Outcome> = outcomes.iter().filter(|o| o.acknowledged()).collect();
