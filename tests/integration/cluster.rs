@@ -30,6 +30,43 @@ fn tally<'a>(outcomes: impl IntoIterator<Item = &'a Outcome>) -> Vec<(String, us
     counts
 }
 
+/// Writes a key of its own through `server` every 250 ms for `during`, each without waiting
+/// for the ones before; returns what each got.
+async fn probe_writes(
+    server: Arc<Server>,
+    topic: String,
+    replica: usize,
+    during: Duration,
+) -> Vec<Outcome> {
+    let started = Instant::now();
+    let mut sent = Vec::new();
+    let mut n = 0;
+    while started.elapsed() < during {
+        let (server, topic) = (server.clone(), topic.clone());
+        let key = format!("probe{replica}-{n}");
+        n += 1;
+        sent.push(tokio::spawn(async move {
+            let value = format!("value of {key}");
+            let invoked = Instant::now();
+            let (status, body) = server.put(&topic, &key, value.clone(), "text/plain").await;
+            Outcome {
+                key,
+                value,
+                status: Some(status),
+                offset: body["offset"].as_i64(),
+                invoked,
+                completed: Instant::now(),
+            }
+        }));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let mut outcomes = Vec::new();
+    for probe in sent {
+        outcomes.push(probe.await.expect("probe finished"));
+    }
+    outcomes
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killing_the_partition_leader_under_load_loses_no_acknowledged_write() {
     let broker = Broker::cluster();
@@ -57,8 +94,24 @@ async fn killing_the_partition_leader_under_load_loses_no_acknowledged_write() {
     assert!(leader > 0, "no leader for {topic}");
     let killed_at = Instant::now();
     broker.kill_node(leader as usize);
+    // The writers wait for their writes in flight; new writes go out meanwhile, one every
+    // 250 ms on each replica, so that the first to succeed after the kill is seen.
+    let probing: Vec<_> = replicas
+        .iter()
+        .enumerate()
+        .map(|(i, server)| {
+            let (server, topic) = (server.clone(), topic.clone());
+            tokio::spawn(
+                async move { probe_writes(server, topic, i, Duration::from_secs(14)).await },
+            )
+        })
+        .collect();
     tokio::time::sleep(Duration::from_secs(14)).await;
     stop.store(true, Ordering::Relaxed);
+    let mut probes = Vec::new();
+    for task in probing {
+        probes.push(task.await.expect("probes finished"));
+    }
     let mut per_replica = Vec::new();
     for task in load {
         per_replica.push(task.await.expect("load finished"));
@@ -67,9 +120,12 @@ async fn killing_the_partition_leader_under_load_loses_no_acknowledged_write() {
 
     for (i, outcomes) in per_replica.iter().enumerate() {
         assert_answers_are_successes_or_unavailable(outcomes);
-        // Writes succeed again soon after the kill.
+        assert_answers_are_successes_or_unavailable(&probes[i]);
+        // Writes succeed again soon after the kill: the first acknowledgement of a write sent
+        // after it (the writers' own, or the probes').
         let recovered = outcomes
             .iter()
+            .chain(&probes[i])
             .filter(|o| o.acknowledged() && o.invoked > killed_at)
             .map(|o| o.completed - killed_at)
             .min()
@@ -96,7 +152,11 @@ async fn killing_the_partition_leader_under_load_loses_no_acknowledged_write() {
     }
 
     // Both replicas hold every acknowledged write, with its offset, and the same state.
-    let all: Vec<Outcome> = per_replica.concat();
+    let all: Vec<Outcome> = per_replica
+        .concat()
+        .into_iter()
+        .chain(probes.concat())
+        .collect();
     let last = all.iter().filter_map(|o| o.offset).max().expect("offsets");
     for server in &replicas {
         server.wait_applied(&topic, last).await;
