@@ -85,6 +85,8 @@ struct Tansu {
     advertised: Option<String>,
     /// Extra `tansu broker` arguments, such as `--authentication`.
     args: Vec<String>,
+    /// Whether a watcher stops the broker once this process has gone (for the shared one).
+    stop_with_this_process: bool,
 }
 
 fn tansu_binary() -> PathBuf {
@@ -137,7 +139,15 @@ impl Broker {
                 }
                 _ => Broker::dedicated(),
             },
-            Flavor::Tansu => Broker::dedicated(),
+            Flavor::Tansu => {
+                let mut broker = Broker::not_started();
+                if let Kind::Tansu(tansu) = &mut broker.kind {
+                    // Never dropped, so never stopped by the harness.
+                    tansu.stop_with_this_process = true;
+                }
+                broker.restart();
+                broker
+            }
         })
     }
 
@@ -222,6 +232,7 @@ impl Broker {
             binary,
             advertised: None,
             args: Vec::new(),
+            stop_with_this_process: false,
         }))
     }
 
@@ -657,7 +668,24 @@ impl Tansu {
         self.stop();
         let address = format!("127.0.0.1:{}", self.port);
         let advertised = format!("tcp://{}", self.advertised.as_deref().unwrap_or(&address));
-        let child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        if self.stop_with_this_process {
+            // A shell runs the broker and kills it once the test binary has exited.
+            command = Command::new("bash");
+            command
+                .arg("-c")
+                .arg(
+                    r#""$@" & broker=$!
+                    while kill -0 "$OWNER" 2>/dev/null && kill -0 "$broker" 2>/dev/null; do
+                      sleep 1
+                    done
+                    kill "$broker" 2>/dev/null"#,
+                )
+                .arg("tansu")
+                .arg(&self.binary)
+                .env("OWNER", std::process::id().to_string());
+        }
+        let child = command
             .arg("broker")
             .arg("--listener-url")
             .arg(format!("tcp://{address}"))
