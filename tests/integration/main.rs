@@ -14,6 +14,7 @@ mod in_process;
 mod kafka_security;
 mod keys;
 mod model;
+mod network;
 mod operations;
 mod range;
 mod reference;
