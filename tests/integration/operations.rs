@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 
-use crate::common::{Broker, Server, free_port, repo_path};
+use crate::common::{Broker, Server, free_port, repo_path, topic};
 
 #[tokio::test]
 async fn readiness_is_503_while_the_broker_is_down_and_writes_fail_fast() {
@@ -138,6 +138,39 @@ async fn unknown_routes_and_methods_get_json_errors() {
     assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
     let body: serde_json::Value = response.json().await.expect("json");
     assert_eq!(body["error"]["code"], "method_not_allowed");
+}
+
+/// The router and the OpenAPI document are written in two lists (`http/mod.rs`): every
+/// operation the document names must be routed, and answer something other than "no route" or
+/// "wrong method".
+#[tokio::test]
+async fn every_documented_operation_is_routed() {
+    let broker = Broker::shared();
+    let server = Server::start(&broker.address());
+    let (_, document) = server.get_json("/openapi.json").await;
+    let topic = topic("routed");
+    let paths = document["paths"].as_object().expect("paths");
+    let mut checked = 0;
+    for (path, item) in paths {
+        let url = server.url(&path.replace("{topic}", &topic).replace("{key}", "k"));
+        for method in item.as_object().expect("path item").keys() {
+            let method: reqwest::Method = method.to_uppercase().parse().expect("a method");
+            let mut request = server.http().request(method.clone(), &url);
+            if method == reqwest::Method::POST {
+                request = request.json(&serde_json::json!({"ops": []}));
+            }
+            let response = request.send().await.expect("sent");
+            let status = response.status();
+            let body: serde_json::Value = response.json().await.unwrap_or_default();
+            let code = body["error"]["code"].as_str().unwrap_or_default();
+            assert!(
+                code != "route_not_found" && code != "method_not_allowed",
+                "{method} {path} is documented but not routed: {status} {body}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 9, "only {checked} operations documented");
 }
 
 #[tokio::test]
