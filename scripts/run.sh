@@ -41,6 +41,8 @@ scheme=http
 # HTTPS when a certificate is given in the environment (see README, TLS).
 [ -n "${KVSTORE_HTTP__TLS__CERT_FILE:-}" ] && scheme=https
 echo "kvstore serving at $scheme://127.0.0.1:$http_port (ctrl-c stops both)"
-target/release/kvstore serve \
+# Tansu waits out every fetch, so another replica's writes would be seen only after
+# kvstore's default fetch wait of 500 ms (README, Configuration).
+KVSTORE_KAFKA__FETCH_WAIT_MAX="${KVSTORE_KAFKA__FETCH_WAIT_MAX:-10ms}" target/release/kvstore serve \
   --listen "127.0.0.1:$http_port" \
   --brokers "127.0.0.1:$broker_port"

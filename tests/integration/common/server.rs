@@ -10,6 +10,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::StatusCode;
 use serde_json::Value;
 
+use super::broker::Flavor;
 use super::json_of;
 
 /// Characters escaped in keys placed in URLs (everything but unreserved characters).
@@ -188,6 +189,11 @@ impl Server {
             .env("KVSTORE_SHUTDOWN_TIMEOUT", "5s")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        if Flavor::chosen() == Flavor::Tansu {
+            // Tansu waits out every fetch: with the 500 ms default another replica's write
+            // would take a quarter of a second to be seen (README, Configuration).
+            command.env("KVSTORE_KAFKA__FETCH_WAIT_MAX", "10ms");
+        }
         if let Some(file) = &options.config_file {
             command.arg("--config").arg(file);
         }
