@@ -267,7 +267,7 @@ def main():
         f"- resident bytes per key / raw key + value bytes: "
         f"{ratio(bytes_per_key, RAW_RECORD_BYTES)}",
         "",
-        "Reproduce with `make bench` (about six minutes after the release build; "
+        "Reproduce with `make bench` (about seven minutes after the release build; "
         "`BENCH_SECONDS` sets the seconds per scenario, `BENCH_ROUNDS` the rounds). Figures "
         "from a shared or busy machine vary; compare runs on one machine.",
     ]
