@@ -3,12 +3,15 @@
 # bare Kafka producer and consumer, HTTP alone) and beside etcd, with `kvstore bench`; writes
 # the table to bench/RESULTS.md and prints it.
 #
-# Starts Tansu brokers (memory storage), kvstore servers and etcd 3.4 on free loopback ports,
-# and stops them all on exit. Each kvstore scenario gets a fresh broker, server and topic, so
-# no earlier scenario's topics are being replayed (fetched every 10 ms) or fill the broker
-# while it runs. Needs the release build (`make bench` builds it), Python 3, and etcd
-# (Debian's etcd-server, installed with apt-get when missing if run as root).
+# Starts a broker, kvstore servers and etcd 3.4 on free loopback ports, and stops them all on
+# exit. Each kvstore scenario gets a fresh server and topic, so no earlier scenario's topics
+# are being replayed while it runs. Needs the release build (`make bench` builds it), Python 3,
+# etcd (Debian's etcd-server, installed with apt-get when missing if run as root), and for
+# Apache Kafka what scripts/kafka.sh needs (java, and mvn once).
 #
+#   BENCH_BROKER           kafka (default): one Apache Kafka node (scripts/kafka.sh) for the
+#                          whole run; tansu: Tansu with memory storage (scripts/tansu.sh), an
+#                          empty broker for each scenario
 #   BENCH_SECONDS          seconds per measured scenario (default 10)
 #   BENCH_REPLAY_RECORDS   records in the replay topic, a multiple of 1000 (default 1000000)
 #   BENCH_ROUNDS           rounds of each measurement a target ratio is taken from (default 3)
@@ -20,6 +23,7 @@ seconds="${BENCH_SECONDS:-10}"
 replay_records="${BENCH_REPLAY_RECORDS:-1000000}"
 rounds="${BENCH_ROUNDS:-3}"
 output="${BENCH_OUTPUT:-bench/RESULTS.md}"
+broker_kind="${BENCH_BROKER:-kafka}"
 kvstore=target/release/kvstore
 value_size=100
 get_keys=100000
@@ -36,6 +40,13 @@ if ! [ "$rounds" -ge 1 ] 2>/dev/null; then
   echo "BENCH_ROUNDS must be a positive whole number" >&2
   exit 2
 fi
+case "$broker_kind" in
+  kafka | tansu) ;;
+  *)
+    echo "BENCH_BROKER must be kafka or tansu" >&2
+    exit 2
+    ;;
+esac
 
 started=$(date +%s)
 work="$(mktemp -d -t kvstore-bench.XXXXXX)"
@@ -49,6 +60,7 @@ stop() {
 finish() {
   local status=$?
   for pid in "${pids[@]}"; do stop "$pid"; done
+  scripts/kafka.sh stop "$work/kafka" >/dev/null 2>&1 || true
   if [ "$status" -eq 0 ]; then
     rm -rf "$work"
   else
@@ -95,7 +107,7 @@ bench() {
 kvstore_server() {
   local port
   port="$(free_port)"
-  "$kvstore" serve --listen "127.0.0.1:$port" --brokers "$broker" --log-level warn \
+  env "${server_env[@]}" "$kvstore" serve --listen "127.0.0.1:$port" --brokers "$broker" --log-level warn \
     >"$work/$1.log" 2>&1 &
   kv_pid=$!
   pids+=("$kv_pid")
@@ -113,13 +125,49 @@ load_average() {
 
 load_at_start="$(load_average)"
 
-# The broker: a fresh one for each scenario (or round), as Tansu's memory storage slows down
-# as it fills (64-client PUT rounds on fresh topics of one broker: 16.2k, 13.0k, 10.1k ops/s).
-tansu="$(scripts/tansu.sh memory)"
+# The broker. Tansu's memory storage slows down as it fills (64-client PUT rounds on fresh
+# topics of one broker: 16.2k, 13.0k, 10.1k ops/s), so with Tansu each scenario (or round) gets
+# an empty broker. Kafka's log does not (the same rounds on one Kafka broker: see README,
+# Performance), and a Kafka node takes 5-10 s to start and its JIT compiler a while longer to
+# warm up: with Kafka the whole run shares one broker, started and warmed up once. Its
+# settings are kafka.sh's (a small heap, the C1 compiler only, two network and two I/O
+# threads), the same broker the tests run.
+broker=""
 broker_pid=""
+server_env=()
+floor_consumer=()
+case "$broker_kind" in
+  kafka)
+    broker_version="Apache Kafka $(scripts/kafka.sh version)"
+    broker_notes="one node in KRaft mode, scripts/kafka.sh's settings; the log on local disk, not fsynced, as Kafka's default is"
+    ;;
+  tansu)
+    tansu="$(scripts/tansu.sh memory)"
+    broker_version=""  # read from its log once it has started
+    broker_notes="memory storage; the broker keeps records in memory only"
+    # Tansu waits out every fetch: the servers and the floors' consumers fetch every 10 ms, as
+    # kvstore did by default before it moved to Kafka's 500 ms (README, Configuration).
+    server_env=(KVSTORE_KAFKA__FETCH_WAIT_MAX=10ms)
+    floor_consumer=(--librdkafka fetch.wait.max.ms=10)
+    ;;
+esac
 
-# start_broker: stops the running broker, if any, and starts an empty one; sets broker.
+# start_broker: the broker for the next scenario, which sets broker: with Tansu, stops the
+# running broker, if any, and starts an empty one; with Kafka, starts the run's one broker on
+# the first call and warms it up.
 start_broker() {
+  if [ "$broker_kind" = kafka ]; then
+    if [ -z "$broker" ]; then
+      # --owner: the broker stops even if this script is killed before its trap runs.
+      broker="$(scripts/kafka.sh start "$work/kafka" --owner $$)"
+      step "warming up $broker_version: 10 s of 64-client PUTs, not measured"
+      kvstore_server warm-up
+      "$kvstore" bench --url "$kv_url" --topic warm-up --scenario put --concurrency 64 \
+        --duration 10s --value-size "$value_size" >/dev/null
+      stop "$kv_pid"
+    fi
+    return
+  fi
   if [ -n "$broker_pid" ]; then stop "$broker_pid"; fi
   local port
   port="$(free_port)"
@@ -176,7 +224,7 @@ done
 step "2/11 round-trip floor: produce 1 record, consume it back"
 start_broker
 bench roundtrip --scenario roundtrip --brokers "$broker" --topic floor-roundtrip \
-  --duration "${seconds}s" --value-size "$value_size"
+  --duration "${seconds}s" --value-size "$value_size" "${floor_consumer[@]}"
 
 step "4/11 kvstore PUT, 16 clients"
 start_broker
@@ -256,7 +304,7 @@ stop "$kv_pid"
 # rounds too, each a bare consumer read and then a fresh replica's attach.
 for round in $(seq "$rounds"); do
   step "9/11 round $round/$rounds: bare consumer reading the replay topic"
-  bench "consume-$round" --scenario consume --brokers "$broker" --topic replay
+  bench "consume-$round" --scenario consume --brokers "$broker" --topic replay "${floor_consumer[@]}"
 
   step "9/11 round $round/$rounds: a fresh replica attaching the replay topic"
   kvstore_server "replica-$round"
@@ -301,6 +349,9 @@ bench get-during-replay --url "$kv_url" --topic get-during-replay --scenario get
   --concurrency 64 --keys "$get_keys" --prefill --while-replaying replay --value-size "$value_size"
 stop "$kv_pid"
 
+if [ "$broker_kind" = tansu ]; then
+  broker_version="Tansu $(sed -n 's/^tansu broker //p' "$work/tansu.log" | head -1)"
+fi
 cpu_model="$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
 python3 - "$work/machine.json" <<EOF
 import json, sys
@@ -312,7 +363,9 @@ json.dump({
     "kernel": "$(uname -sr)",
     "kvstore": "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)",
     "etcd": "$(etcd --version | awk '/^etcd Version/ { print $3 }')",
-    "tansu": "$(sed -n 's/^tansu broker //p' "$work/tansu.log" | head -1)",
+    "broker": "$broker_version",
+    "broker_kind": "$broker_kind",
+    "broker_notes": "$broker_notes",
     "seconds_per_scenario": $seconds,
     "value_size": $value_size,
     "get_keys": $get_keys,

@@ -184,6 +184,12 @@ def main():
         else "Each measurement ran once."
     )
 
+    fresh_broker = (
+        "all on one broker, warmed up first"
+        if machine["broker_kind"] == "kafka"
+        else "each on an empty broker"
+    )
+
     def batch_notes(report):
         return (
             f"{ms(report['ms_per_operation'])} ms per operation; "
@@ -195,18 +201,18 @@ def main():
         "",
         f"Measured by `make bench` on {machine['date']}: {machine['cores']} cores "
         f"({machine['cpu']}), {memory_gib:.1f} GiB memory, {machine['kernel']}; kvstore "
-        f"{machine['kvstore']}, Tansu {machine['tansu'] or '0.6.0'} (memory storage), etcd "
+        f"{machine['kvstore']}, {machine['broker'].strip()} ({machine['broker_notes']}), etcd "
         f"{machine['etcd']}. The broker, the servers and the load tool (`kvstore bench`) "
         f"share the machine, all on loopback. {machine['seconds_per_scenario']} s per "
         f"scenario; keys of 16 bytes, values of {machine['value_size']} bytes; each kvstore "
-        f"scenario on a fresh broker, server and topic. {rounds_sentence} Load average at "
+        f"scenario on a fresh server and topic, {fresh_broker}. {rounds_sentence} Load average at "
         f"the start {machine['load_at_start']}, at the end {machine['load_at_end']}; the run took "
         f"{machine['run_seconds'] // 60} min {machine['run_seconds'] % 60} s.",
         "",
         "| # | measurement | clients | throughput | p50 ms | p99 ms | notes |",
         "|---|---|---|---|---|---|---|",
         row(1, "produce floor: bare producer, the service's settings", r["produce"],
-            "one record at a time, until acknowledged; the broker keeps records in memory only"),
+            "one record at a time, until acknowledged"),
         row(2, "round-trip floor: produce, then consume back", r["roundtrip"],
             "until the consumer has the record"),
         row(3, "kvstore PUT", r["put-1"]),
@@ -261,7 +267,7 @@ def main():
         f"- resident bytes per key / raw key + value bytes: "
         f"{ratio(bytes_per_key, RAW_RECORD_BYTES)}",
         "",
-        "Reproduce with `make bench` (about six minutes after the release build; "
+        "Reproduce with `make bench` (about seven minutes after the release build; "
         "`BENCH_SECONDS` sets the seconds per scenario, `BENCH_ROUNDS` the rounds). Figures "
         "from a shared or busy machine vary; compare runs on one machine.",
     ]

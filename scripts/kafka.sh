@@ -189,7 +189,13 @@ start() {
   local replicas=$((nodes < 3 ? nodes : 3))
   local min_isr=$((replicas > 1 ? 2 : 1))
   local cluster_id
-  cluster_id="$(python3 -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("="))')"
+  # Not starting with "-", which the storage tool would take for an option (Kafka's own
+  # Uuid.randomUuid() draws again for the same reason).
+  cluster_id="$(python3 -c '
+import base64, os
+while (id := base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")).startswith("-"):
+    pass
+print(id)')"
 
   local format_args=()
   for user in "${scram[@]}"; do

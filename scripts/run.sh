@@ -62,6 +62,9 @@ case "$broker" in
       sleep 0.1
     done
     echo "Tansu broker ($storage storage) on 127.0.0.1:$broker_port; log in .run/tansu.log"
+    # Tansu waits out every fetch, so another replica's writes would be seen only after
+    # kvstore's default fetch wait of 500 ms (README, Configuration).
+    export KVSTORE_KAFKA__FETCH_WAIT_MAX="${KVSTORE_KAFKA__FETCH_WAIT_MAX:-10ms}"
     ;;
   *)
     echo "KVSTORE_BROKER must be kafka or tansu" >&2

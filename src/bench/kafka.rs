@@ -13,7 +13,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::{Client, ClientContext, DefaultClientContext};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -73,31 +73,26 @@ fn service_config(plan: &Plan) -> Config {
     }
 }
 
-/// A client configuration for `plan`'s brokers with `settings`, as the service builds its own:
-/// topics are never created by the broker on the side, and the extra librdkafka properties
-/// come last.
+/// A client configuration for `plan`'s brokers with `settings`, built by the service's own
+/// [`crate::kafka::client_config`] (so with its common settings), under a client id of its
+/// own and with `plan`'s extra librdkafka properties last.
 fn client_config<'a>(
     plan: &Plan,
+    config: &Config,
     settings: impl IntoIterator<Item = (&'a str, String)>,
-) -> ClientConfig {
-    let mut client = ClientConfig::new();
-    client
-        .set("bootstrap.servers", &plan.brokers)
-        .set("allow.auto.create.topics", "false")
-        .set("client.id", "kvstore-bench");
-    for (key, value) in settings {
-        client.set(key, value);
-    }
+) -> Result<ClientConfig, BenchError> {
+    let mut client = crate::kafka::client_config(config, settings)?;
+    client.set("client.id", "kvstore-bench");
     for (key, value) in &plan.librdkafka {
         client.set(key, value);
     }
-    client
+    Ok(client)
 }
 
 /// A consumer of `plan`'s topic, partition 0, from its beginning.
 fn consumer(plan: &Plan, config: &Config) -> Result<BaseConsumer, BenchError> {
     let consumer: BaseConsumer =
-        client_config(plan, crate::kafka::replay::settings(config)).create()?;
+        client_config(plan, config, crate::kafka::replay::settings(config))?.create()?;
     let mut assignment = TopicPartitionList::new();
     // Offset 0, as the service assigns it: Offset::Beginning would first look the log start
     // up, after a 500 ms wait while the partition's leader is unknown. `auto.offset.reset`
@@ -136,12 +131,13 @@ fn check_single_partition<C: ClientContext>(
     }
 }
 
-/// Creates `plan`'s topic as kvstore does (one partition, compacted) unless it exists.
-fn ensure_topic(plan: &Plan) -> Result<(), BenchError> {
-    let admin: AdminClient<DefaultClientContext> = client_config(plan, []).create()?;
+/// Creates `plan`'s topic as the service does ([`crate::kafka::admin::new_topic`]) unless it
+/// exists.
+fn ensure_topic(plan: &Plan, config: &Config) -> Result<(), BenchError> {
+    let admin: AdminClient<DefaultClientContext> = client_config(plan, config, [])?.create()?;
     if partitions(admin.inner(), &plan.topic)?.is_none() {
-        let topic = NewTopic::new(&plan.topic, 1, TopicReplication::Fixed(-1))
-            .set("cleanup.policy", "compact");
+        let settings = crate::kafka::admin::topic_settings(config);
+        let topic = crate::kafka::admin::new_topic(&plan.topic, config, &settings);
         let options = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT));
         let results = futures::executor::block_on(admin.create_topics([&topic], &options))?;
         for result in results {
@@ -162,7 +158,7 @@ fn ensure_topic(plan: &Plan) -> Result<(), BenchError> {
 /// record sent and acknowledged before the clock starts.
 fn warm_producer(plan: &Plan, config: &Config, value: &[u8]) -> Result<FutureProducer, BenchError> {
     let producer: FutureProducer =
-        client_config(plan, crate::kafka::producer::settings(config)).create()?;
+        client_config(plan, config, crate::kafka::producer::settings(config))?.create()?;
     send_and_wait(&producer, plan, &key_name(0), value)
         .map_err(|kind| BenchError::Failed(format!("the first record was not written: {kind}")))?;
     Ok(producer)
@@ -201,7 +197,7 @@ fn send_and_wait(
 fn produce(plan: &Plan, progress: &Progress) -> Result<(Recorder, Duration), BenchError> {
     let config = service_config(plan);
     let value = value_bytes(plan.value_size);
-    ensure_topic(plan)?;
+    ensure_topic(plan, &config)?;
     let producer = warm_producer(plan, &config, &value)?;
     Ok(one_at_a_time(plan, progress, |key| {
         let sent = Instant::now();
@@ -215,7 +211,7 @@ fn produce(plan: &Plan, progress: &Progress) -> Result<(Recorder, Duration), Ben
 fn roundtrip(plan: &Plan, progress: &Progress) -> Result<(Recorder, Duration), BenchError> {
     let config = service_config(plan);
     let value = value_bytes(plan.value_size);
-    ensure_topic(plan)?;
+    ensure_topic(plan, &config)?;
     let producer = warm_producer(plan, &config, &value)?;
     let consumer = consumer(plan, &config)?;
     // Read what the topic holds first, so that what arrives next is what this run sends.

@@ -243,6 +243,7 @@ mod tests {
         assert_eq!(config.limits.max_key_bytes, 1024);
         assert_eq!(config.limits.max_value_bytes, 1 << 20);
         assert!(config.topics.auto_create);
+        assert_eq!(config.kafka.fetch_wait_max, Duration::from_millis(500));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use rdkafka::types::RDKafkaRespErr;
 use tokio_util::sync::CancellationToken;
 
 use super::{Kafka, Reachability};
+use crate::config::Config;
 
 /// What the broker's metadata says about a topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +31,37 @@ pub enum AdminError {
     /// The broker refused the request.
     #[error("Kafka refused the request: {0}")]
     Refused(String),
+}
+
+/// The settings of a topic kvstore creates: compacted, so that the log keeps each key's
+/// latest record, and with room for the largest record this service writes.
+pub fn topic_settings(config: &Config) -> Vec<(&'static str, String)> {
+    let limits = &config.limits;
+    let max_message_bytes =
+        limits.max_value_bytes + limits.max_key_bytes + super::producer::RECORD_OVERHEAD;
+    vec![
+        ("cleanup.policy", "compact".into()),
+        // Let the largest record through the broker's per-topic limit (Kafka's default is
+        // 1 MiB, less than `limits.max_value_bytes` plus a key).
+        ("max.message.bytes", max_message_bytes.to_string()),
+    ]
+}
+
+/// The topic `topic` as kvstore creates it: one partition, `topics.replication_factor`
+/// replicas, and `settings` (from [`topic_settings`]).
+pub fn new_topic<'a>(
+    topic: &'a str,
+    config: &Config,
+    settings: &'a [(&'static str, String)],
+) -> NewTopic<'a> {
+    settings.iter().fold(
+        NewTopic::new(
+            topic,
+            1,
+            TopicReplication::Fixed(config.topics.replication_factor),
+        ),
+        |new_topic, (key, value)| new_topic.set(key, value),
+    )
 }
 
 impl Kafka {
@@ -73,22 +105,13 @@ impl Kafka {
         }
     }
 
-    /// Creates `topic` with one partition and `cleanup.policy=compact`. A topic that already
-    /// exists (another replica may have won the race) is not an error.
+    /// Creates `topic` as [`topic_settings`] says, with one partition and
+    /// `topics.replication_factor` replicas. A topic that already exists (another replica may
+    /// have won the race) is not an error.
     pub async fn create_topic(&self, topic: &str) -> Result<(), AdminError> {
         let config = self.config();
-        let limits = &config.limits;
-        // Let the largest record this service writes through the broker's per-topic limit.
-        let max_message_bytes =
-            (limits.max_value_bytes + limits.max_key_bytes + super::producer::RECORD_OVERHEAD)
-                .to_string();
-        let new_topic = NewTopic::new(
-            topic,
-            1,
-            TopicReplication::Fixed(config.topics.replication_factor),
-        )
-        .set("cleanup.policy", "compact")
-        .set("max.message.bytes", &max_message_bytes);
+        let settings = topic_settings(config);
+        let new_topic = new_topic(topic, config, &settings);
         let options = AdminOptions::new().operation_timeout(Some(config.kafka.admin_timeout));
         let results = tokio::time::timeout(
             config.kafka.admin_timeout,

@@ -168,7 +168,7 @@ fn context(status: &Arc<BrokerStatus>, client: &'static str) -> KafkaContext {
 /// The configuration of one client: the brokers, settings every client shares, the client's
 /// own `settings`, the typed security settings, and last the operator's `kafka.librdkafka`
 /// overrides. Fails if a secret the security settings name cannot be read.
-fn client_config<'a>(
+pub fn client_config<'a>(
     config: &Config,
     settings: impl IntoIterator<Item = (&'a str, String)>,
 ) -> KafkaResult<ClientConfig> {
