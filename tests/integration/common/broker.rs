@@ -6,7 +6,7 @@
 //! start their own ([`Broker::dedicated`], [`Broker::cluster`]).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -18,7 +18,9 @@ use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::{free_port, repo_path, wait_for_port};
+use super::free_port;
+use super::kafka::{KafkaCluster, kafka_sh};
+use super::tansu::{Tansu, tansu_binary};
 
 /// Which broker the tests run against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,60 +66,6 @@ pub struct KafkaOptions {
     pub settings: Vec<String>,
     /// SCRAM users (`name:password`) made when the storage is formatted.
     pub scram_users: Vec<String>,
-}
-
-struct KafkaCluster {
-    /// The cluster's folder, when this process started it.
-    dir: Option<tempfile::TempDir>,
-    bootstrap: String,
-    ports: Vec<u16>,
-    options: KafkaOptions,
-    started: bool,
-}
-
-struct Tansu {
-    child: Option<Child>,
-    port: u16,
-    storage: String,
-    workdir: PathBuf,
-    binary: PathBuf,
-    /// What the broker advertises to clients (`host:port`) when not its own address.
-    advertised: Option<String>,
-    /// Extra `tansu broker` arguments, such as `--authentication`.
-    args: Vec<String>,
-    /// Whether a watcher stops the broker once this process has gone (for the shared one).
-    stop_with_this_process: bool,
-}
-
-fn tansu_binary() -> PathBuf {
-    match std::env::var_os("KVSTORE_TEST_TANSU") {
-        Some(path) => PathBuf::from(path),
-        None => panic!(
-            "KVSTORE_TEST_TANSU is not set: KVSTORE_TEST_BROKER=tansu needs the Tansu broker \
-             (`make test-tansu` installs it and sets the variable)"
-        ),
-    }
-}
-
-fn kafka_script() -> PathBuf {
-    repo_path("scripts/kafka.sh")
-}
-
-/// Runs `scripts/kafka.sh` with `args`; its standard output, or a panic with what it said.
-fn kafka_sh(args: &[&str]) -> String {
-    let output = Command::new(kafka_script())
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("running scripts/kafka.sh: {e}"));
-    assert!(
-        output.status.success(),
-        "scripts/kafka.sh {}: {}{}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
 
 impl Broker {
@@ -544,169 +492,4 @@ pub struct LogRecord {
     pub value: Option<Vec<u8>>,
     /// Its content-type header.
     pub content_type: Option<String>,
-}
-
-impl KafkaCluster {
-    fn restart(&mut self) {
-        if self.started {
-            let dir = self
-                .dir
-                .as_ref()
-                .expect("the shared broker is never restarted")
-                .path()
-                .to_string_lossy()
-                .into_owned();
-            kafka_sh(&["restart", &dir]);
-            return;
-        }
-        let dir = tempfile::Builder::new()
-            .prefix("kvstore-kafka-")
-            .tempdir()
-            .expect("temp dir");
-        let ports = self
-            .ports
-            .iter()
-            .map(u16::to_string)
-            .collect::<Vec<_>>()
-            .join(",");
-        let owner = std::process::id().to_string();
-        let nodes = self.options.nodes.to_string();
-        let controllers = self.options.controllers.to_string();
-        let mut args = vec![
-            "start".to_owned(),
-            dir.path().to_string_lossy().into_owned(),
-            "--nodes".into(),
-            nodes,
-            "--controllers".into(),
-            controllers,
-            "--ports".into(),
-            ports,
-            "--owner".into(),
-            owner,
-        ];
-        if !self.options.scram_users.is_empty() {
-            let client = self.ports[0];
-            // Clients authenticate with SCRAM on the client listener; brokers too, as `kv`.
-            let (user, password) = self.options.scram_users[0]
-                .split_once(':')
-                .expect("name:password");
-            for setting in [
-                format!(
-                    "listeners=SASL_PLAINTEXT://127.0.0.1:{client},CONTROLLER://127.0.0.1:{}",
-                    self.ports[1]
-                ),
-                format!("advertised.listeners=SASL_PLAINTEXT://127.0.0.1:{client}"),
-                "inter.broker.listener.name=SASL_PLAINTEXT".into(),
-                "sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512".into(),
-                "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512".into(),
-            ] {
-                args.push("--set".into());
-                args.push(setting);
-            }
-            // Each enabled mechanism needs a login on the listener (the broker's own, for
-            // SHA-512 between brokers).
-            for mechanism in ["scram-sha-256", "scram-sha-512"] {
-                let setting = format!(
-                    "listener.name.sasl_plaintext.{mechanism}.sasl.jaas.config=\
-                     org.apache.kafka.common.security.scram.ScramLoginModule required \
-                     username=\"{user}\" password=\"{password}\";"
-                );
-                args.push("--set".into());
-                args.push(setting);
-            }
-            for user in &self.options.scram_users {
-                args.push("--scram".into());
-                args.push(user.clone());
-            }
-        }
-        for setting in &self.options.settings {
-            args.push("--set".into());
-            args.push(setting.clone());
-        }
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        kafka_sh(&args);
-        self.dir = Some(dir);
-        self.started = true;
-    }
-}
-
-impl Drop for KafkaCluster {
-    fn drop(&mut self) {
-        if let Some(dir) = &self.dir {
-            if std::thread::panicking() {
-                for node in 1..=self.options.nodes + self.options.controllers {
-                    let log = dir.path().join(format!("node-{node}/broker.log"));
-                    let text = std::fs::read_to_string(&log).unwrap_or_default();
-                    let tail: Vec<&str> = text.lines().rev().take(30).collect();
-                    eprintln!("--- {} (last 30 lines) ---", log.display());
-                    for line in tail.into_iter().rev() {
-                        eprintln!("{line}");
-                    }
-                }
-            }
-            let _ = Command::new(kafka_script())
-                .arg("stop")
-                .arg(dir.path())
-                .env("KAFKA_STOP_SIGNAL", "KILL")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
-    }
-}
-
-impl Tansu {
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn restart(&mut self) {
-        self.stop();
-        let address = format!("127.0.0.1:{}", self.port);
-        let advertised = format!("tcp://{}", self.advertised.as_deref().unwrap_or(&address));
-        let mut command = Command::new(&self.binary);
-        if self.stop_with_this_process {
-            // A shell runs the broker and kills it once the test binary has exited.
-            command = Command::new("bash");
-            command
-                .arg("-c")
-                .arg(
-                    r#""$@" & broker=$!
-                    while kill -0 "$OWNER" 2>/dev/null && kill -0 "$broker" 2>/dev/null; do
-                      sleep 1
-                    done
-                    kill "$broker" 2>/dev/null"#,
-                )
-                .arg("tansu")
-                .arg(&self.binary)
-                .env("OWNER", std::process::id().to_string());
-        }
-        let child = command
-            .arg("broker")
-            .arg("--listener-url")
-            .arg(format!("tcp://{address}"))
-            .arg("--advertised-listener-url")
-            .arg(advertised)
-            .arg("--storage-engine")
-            .arg(&self.storage)
-            .args(&self.args)
-            .current_dir(&self.workdir)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", self.binary.display()));
-        self.child = Some(child);
-        wait_for_port(self.port, Duration::from_secs(20));
-    }
-}
-
-impl Drop for Tansu {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }

@@ -6,9 +6,11 @@
 #![allow(dead_code)]
 
 pub mod broker;
+mod kafka;
 pub mod load;
 pub mod raw;
 pub mod server;
+mod tansu;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
