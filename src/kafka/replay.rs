@@ -23,7 +23,7 @@ use super::{CONTENT_TYPE_HEADER, Kafka, KafkaContext, client_config};
 use crate::config::Config;
 use crate::metrics;
 use crate::record::RecordRef;
-use crate::topic::{ReplaySink, ReplayState, TopicInfo};
+use crate::topic::{ReplaySink, TopicInfo};
 
 /// How long one poll waits for a message before checking for shutdown.
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
@@ -148,6 +148,8 @@ impl Replay {
         let mut last_error_log: Option<Instant> = None;
         let mut batch = MessageBatch::with_capacity(MAX_APPLY_BATCH);
         let mut applied_total: u64 = 0;
+        // Whether the topic has reached the end once (it is then ready).
+        let mut ready = false;
         while !self.cancel.is_cancelled() {
             let mut replay_error = |error: &dyn std::fmt::Display| {
                 let quiet = last_error_log.is_some_and(|at| at.elapsed() < ERROR_LOG_INTERVAL);
@@ -196,7 +198,7 @@ impl Replay {
             if let Some(end) = self.cached_end_offset() {
                 self.topic.fetched_end_offset(end);
             }
-            if end_position.is_some() && self.topic.info().state == ReplayState::Replaying {
+            if end_position.is_some() && !ready {
                 // The replay's buffers are free now: return them before the topic counts as
                 // ready, so that it is measured without them.
                 crate::memory::release_free_memory();
@@ -204,6 +206,7 @@ impl Replay {
             if let Some(position) = end_position
                 && self.topic.reached_end(position)
             {
+                ready = true;
                 let elapsed = started.elapsed();
                 let rate = applied_total as f64 / elapsed.as_secs_f64().max(1e-9);
                 tracing::info!(
@@ -216,20 +219,25 @@ impl Replay {
                 );
                 metrics::replay_finished(&name, elapsed);
             }
-            if received > 0 || end_position.is_some() {
-                publish_progress(&self.topic.info());
-            }
-            let info = self.topic.info();
-            if info.lag != Some(0) && last_progress.elapsed() >= PROGRESS_INTERVAL {
-                last_progress = Instant::now();
-                tracing::info!(
-                    topic = %name,
-                    applied_offset = info.stats.applied_offset,
-                    end_offset = info.end_offset,
-                    records = applied_total,
-                    "replaying"
-                );
-                publish_progress(&info);
+            // One look at the topic per round, and only when there is something to report.
+            let changed = received > 0 || end_position.is_some();
+            let progress_due = last_progress.elapsed() >= PROGRESS_INTERVAL;
+            if changed || progress_due {
+                let info = self.topic.info();
+                if changed {
+                    publish_progress(&info);
+                }
+                if progress_due && info.lag != Some(0) {
+                    last_progress = Instant::now();
+                    tracing::info!(
+                        topic = %name,
+                        applied_offset = info.stats.applied_offset,
+                        end_offset = info.end_offset,
+                        records = applied_total,
+                        "replaying"
+                    );
+                    publish_progress(&info);
+                }
             }
         }
         guard.armed = false;
