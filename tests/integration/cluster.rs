@@ -257,17 +257,9 @@ async fn two_brokers_of_three_down_refuse_writes_at_once_while_reads_go_on() {
     for &node in &followers {
         broker.restart_node(node);
     }
-    let after = loop {
-        let (status, body) = server.put(&topic, "after", "y", "text/plain").await;
-        if status == StatusCode::OK {
-            break body["offset"].as_i64().expect("offset");
-        }
-        assert!(
-            restarted_at.elapsed() < Duration::from_secs(40),
-            "writes still fail 40 s after the brokers came back: {status} {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let after = server
+        .put_until_ok(&topic, "after", "y", restarted_at, Duration::from_secs(40))
+        .await;
     eprintln!(
         "two of three down: writes refused at once {:.1} s after the kill (answers until \
          then: {answers:?}); writes succeed again {:.1} s after the restart began",

@@ -120,17 +120,9 @@ async fn a_network_cut_to_the_broker_and_its_healing_lose_no_acknowledged_write(
     server
         .wait_readiness(StatusCode::OK, Duration::from_secs(60))
         .await;
-    let after = loop {
-        let (status, body) = server.put(&topic, "after", "y", "text/plain").await;
-        if status == StatusCode::OK {
-            break body["offset"].as_i64().expect("offset");
-        }
-        assert!(
-            healed_at.elapsed() < Duration::from_secs(60),
-            "writes still fail a minute after the network healed: {status} {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let after = server
+        .put_until_ok(&topic, "after", "y", healed_at, Duration::from_secs(60))
+        .await;
     let recovered = healed_at.elapsed();
     stop.store(true, Ordering::Relaxed);
     let outcomes = load.await.expect("load finished");

@@ -260,6 +260,29 @@ impl Server {
         json_of(response).await
     }
 
+    /// PUTs `value` under `key` every 200 ms until it succeeds, failing the test if `limit`
+    /// passes since `since` first; returns its offset. For waiting out a fault's end.
+    pub async fn put_until_ok(
+        &self,
+        topic: &str,
+        key: &str,
+        value: &str,
+        since: Instant,
+        limit: Duration,
+    ) -> i64 {
+        loop {
+            let (status, body) = self.put(topic, key, value.to_owned(), "text/plain").await;
+            if status == StatusCode::OK {
+                return body["offset"].as_i64().expect("offset");
+            }
+            assert!(
+                since.elapsed() < limit,
+                "writes still fail {limit:?} after the fault ended: {status} {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// PUT a value and insist it succeeded; returns its offset.
     pub async fn put_ok(&self, topic: &str, key: &str, value: impl Into<reqwest::Body>) -> i64 {
         let (status, body) = self
