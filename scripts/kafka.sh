@@ -254,6 +254,9 @@ print(id)')"
       echo "replica.fetch.wait.max.ms=200"
       echo "leader.imbalance.check.interval.seconds=5"
       echo "controlled.shutdown.enable=true"
+      # A transaction left open by a killed writer is aborted within a second of its timeout
+      # instead of up to ten (the default check interval).
+      echo "transaction.abort.timed.out.transaction.cleanup.interval.ms=1000"
       # Settings given for the brokers are no business of controller-only nodes.
       if [ "$n" -le "$nodes" ]; then
         for setting in "${settings[@]}"; do echo "$setting"; done

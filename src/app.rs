@@ -62,11 +62,15 @@ pub enum AppError {
 /// accepting and finish in-flight requests (bounded by `shutdown_timeout`), stop the replay
 /// loops, and flush the producer.
 pub async fn run(
-    config: Config,
+    mut config: Config,
     listener: TcpListener,
     metrics: Option<PrometheusHandle>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AppError> {
+    // The port actually bound, which `listen` may leave to the system (port 0).
+    let port = listener.local_addr()?.port();
+    let transactional_id = config.consistency.transactional_id_or_default(port);
+    config.consistency.transactional_id = Some(transactional_id);
     let config = Arc::new(config);
     let auth = Arc::new(Auth::from_config(&config)?);
     // Before anything else, so that a certificate that cannot be used stops the service
@@ -103,6 +107,18 @@ pub async fn run(
         let kafka = kafka.clone();
         let cancel = cancel.clone();
         async move { kafka.probe_broker(cancel).await }
+    });
+    // Now rather than at the first conditional write: this aborts the transactions a previous
+    // run of this replica left open, which hold up every replica's reads until they end.
+    tracker.spawn({
+        let kafka = kafka.clone();
+        let cancel = cancel.clone();
+        async move {
+            tokio::select! {
+                () = cancel.cancelled() => {}
+                () = kafka.prepare_transactions() => {}
+            }
+        }
     });
     if let Some(handle) = metrics {
         let cancel = cancel.clone();

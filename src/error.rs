@@ -30,6 +30,35 @@ pub struct ErrorDetail {
     /// A human-readable explanation.
     #[schema(example = "key \"user/1\" not found in topic \"users\"")]
     pub message: String,
+    /// Only with `precondition_failed`: each condition that did not hold, with its key's
+    /// version when it was judged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub failed: Option<Vec<FailedCondition>>,
+    /// Only with `offset_not_applied`: the offset this replica had applied up to (exclusive)
+    /// when it gave up.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub applied_offset: Option<i64>,
+}
+
+/// A condition of a write that did not hold.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct FailedCondition {
+    /// The key.
+    #[schema(example = "user/1")]
+    pub key: String,
+    /// In an atomic batch: the index of the operation whose condition it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub op: Option<usize>,
+    /// In an atomic batch: the index of the check it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub check: Option<usize>,
+    /// The key's version when the condition was judged; `null` if the key was absent.
+    #[schema(example = 42)]
+    pub current_version: Option<i64>,
 }
 
 /// An error answered to an HTTP client.
@@ -113,12 +142,55 @@ pub enum ApiError {
     /// The request has no valid token, or its token lacks the scope.
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// An atomic batch writes a key twice.
+    #[error("duplicate key: {0}")]
+    DuplicateKey(String),
+    /// A condition of a write did not hold; nothing was written.
+    #[error("{}", describe_failed(.0))]
+    PreconditionFailed(Vec<FailedCondition>),
+    /// The replica did not apply the offset a read asked for within its wait.
+    #[error(
+        "this replica has applied the topic's records below offset {applied}; the read needs \
+         those below {wanted}, which it did not reach within {waited:?}; retry, or ask another \
+         replica"
+    )]
+    NotYetApplied {
+        /// The offset the read must reflect (exclusive: everything below it).
+        wanted: i64,
+        /// The offset applied up to (exclusive) when the wait ended.
+        applied: i64,
+        /// How long the read waited.
+        waited: Duration,
+    },
+    /// The broker did not tell the topic's end for a strong read.
+    #[error("Kafka broker unavailable; cannot tell how far the topic goes: {0}")]
+    EndUnknown(String),
     /// The server is serving as many requests as it may.
     #[error("the server is busy: {limit} requests in flight; retry shortly")]
     Busy {
         /// `http.max_concurrent_requests`.
         limit: usize,
     },
+}
+
+/// "2 conditions did not hold ...: key "a" is at version 5, key "b" is absent".
+fn describe_failed(failed: &[FailedCondition]) -> String {
+    let each: Vec<String> = failed
+        .iter()
+        .map(|condition| match condition.current_version {
+            Some(version) => format!("key {:?} is at version {version}", condition.key),
+            None => format!("key {:?} is absent", condition.key),
+        })
+        .collect();
+    let conditions = if failed.len() == 1 {
+        "the condition does".to_owned()
+    } else {
+        format!("{} conditions do", failed.len())
+    };
+    format!(
+        "{conditions} not hold, so nothing was written: {}",
+        each.join(", ")
+    )
 }
 
 impl ApiError {
@@ -146,6 +218,14 @@ impl ApiError {
             ApiError::Auth(AuthError::Forbidden { .. }) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::Auth(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, "server_busy"),
+            ApiError::DuplicateKey(_) => (StatusCode::BAD_REQUEST, "duplicate_key"),
+            ApiError::PreconditionFailed(_) => {
+                (StatusCode::PRECONDITION_FAILED, "precondition_failed")
+            }
+            ApiError::NotYetApplied { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "offset_not_applied")
+            }
+            ApiError::EndUnknown(_) => (StatusCode::SERVICE_UNAVAILABLE, "broker_unavailable"),
             ApiError::Topic(err) => match err {
                 TopicError::NotFound(_) => (StatusCode::NOT_FOUND, "topic_not_found"),
                 TopicError::NotSinglePartition { .. } => {
@@ -184,6 +264,13 @@ impl ApiError {
                     (StatusCode::SERVICE_UNAVAILABLE, "batch_incomplete")
                 }
                 WriteError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+                WriteError::PreconditionFailed { .. } => {
+                    (StatusCode::PRECONDITION_FAILED, "precondition_failed")
+                }
+                WriteError::NotJudged { .. } => (StatusCode::SERVICE_UNAVAILABLE, "replica_behind"),
+                WriteError::Interleaved { .. } => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "batch_interleaved")
+                }
             },
         }
     }
@@ -196,6 +283,10 @@ impl ApiError {
             | ApiError::Write(WriteError::BrokerUnavailable(_))
             | ApiError::Write(WriteError::NotEnoughReplicas { .. })
             | ApiError::Write(WriteError::Overloaded { .. })
+            | ApiError::Write(WriteError::NotJudged { .. })
+            | ApiError::Write(WriteError::Interleaved { .. })
+            | ApiError::NotYetApplied { .. }
+            | ApiError::EndUnknown(_)
             | ApiError::Busy { .. } => Some(Duration::from_secs(1)),
             _ => None,
         }
@@ -213,6 +304,14 @@ impl IntoResponse for ApiError {
             error: ErrorDetail {
                 code,
                 message: self.to_string(),
+                failed: match &self {
+                    ApiError::PreconditionFailed(failed) => Some(failed.clone()),
+                    _ => None,
+                },
+                applied_offset: match &self {
+                    ApiError::NotYetApplied { applied, .. } => Some(*applied),
+                    _ => None,
+                },
             },
         };
         let mut response = (status, Json(body)).into_response();

@@ -19,10 +19,13 @@
 //! - [`topics`]: the registry of served topics, attaching each on first use.
 //! - [`topic`]: one attached topic: its store, its replay's progress, and the [`topic::ReplaySink`]
 //!   through which the replay feeds it.
-//! - [`writer`]: the write path, produce then wait for the local apply.
+//! - [`writer`]: the write path, produce then wait for the local apply; conditional writes
+//!   and atomic batches in a transaction, judged before it commits.
+//! - [`condition`]: the conditions a write states on keys (`If-Match` and the like).
 //! - [`record`]: the one record type, written and applied; no rdkafka in it.
 //! - [`store`]: the in-memory ordered map per topic; no I/O.
-//! - [`log`]: the log as the write path and HTTP see it: produce records, broker health.
+//! - [`log`]: the log as the write path and HTTP see it: produce records, transactions, the
+//!   last stable offset, broker health.
 //! - [`kafka`]: all rdkafka code of the service: clients, topic admin, producer, replay loop;
 //!   implements [`log::Log`].
 //! - [`metrics`]: metric names, descriptions and the HTTP middleware.
@@ -37,6 +40,7 @@ pub mod app;
 pub mod auth;
 pub mod bench;
 pub mod client;
+pub mod condition;
 pub mod config;
 pub mod error;
 pub mod http;

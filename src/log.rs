@@ -12,6 +12,9 @@ use crate::record::Record;
 /// written.
 pub type Delivery = Pin<Box<dyn Future<Output = Result<i64, ProduceError>> + Send>>;
 
+/// A future the log hands back.
+pub type LogFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
 /// Where writes go.
 pub trait Log: Send + Sync {
     /// What is known of the brokers' reachability.
@@ -25,7 +28,39 @@ pub trait Log: Send + Sync {
     /// not be handed over: a delivery per record handed over, and the error that stopped the
     /// rest, if any.
     fn send(&self, topic: &str, records: &[Record]) -> (Vec<Delivery>, Option<ProduceError>);
+
+    /// Starts a transaction on `topic`'s partition: the records sent through it take offsets
+    /// at once but stay invisible to every reader (replicas read `read_committed`) until it
+    /// commits, and vanish if it aborts.
+    fn begin(&self, topic: &str) -> LogFuture<'static, Result<Box<dyn Transaction>, ProduceError>>;
+
+    /// `topic`'s last stable offset, asked of the broker now: every record below it is
+    /// settled (committed, aborted or not transactional), and every write acknowledged before
+    /// the question was asked lies below it.
+    fn stable_end(&self, topic: &str) -> LogFuture<'static, Result<i64, Unreachable>>;
 }
+
+/// One open transaction on one partition; see [`Log::begin`]. Dropped unfinished, it is
+/// aborted.
+pub trait Transaction: Send {
+    /// Sends `records` in order and waits until the broker holds them: their offsets, or why
+    /// not. They are not visible to anyone yet.
+    fn send(&mut self, records: &[Record]) -> LogFuture<'_, Result<Vec<i64>, ProduceError>>;
+
+    /// Makes the records sent visible, all of them. `NotWritten` if the transaction was
+    /// aborted instead (by the broker, or for an error); `Unknown` if the outcome is not
+    /// known.
+    fn commit(self: Box<Self>) -> LogFuture<'static, Result<(), ProduceError>>;
+
+    /// Discards the records sent. Best effort: a transaction whose abort does not reach the
+    /// broker is aborted by the broker when it times out, and never becomes visible.
+    fn abort(self: Box<Self>) -> LogFuture<'static, ()>;
+}
+
+/// The broker could not answer a question.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct Unreachable(pub String);
 
 /// Why a record was not written, or whether that is known.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -34,6 +34,13 @@ pub const REPLAY_DURATION: &str = "kvstore_replay_duration_seconds";
 pub const WRITE_WAIT: &str = "kvstore_write_wait_seconds";
 /// Writes produced, by outcome.
 pub const WRITES: &str = "kvstore_writes_total";
+/// Transactions of conditional writes and atomic batches ended, by outcome: `committed`,
+/// `aborted` (a condition failed, or the writer gave up) or `failed` (the commit failed).
+pub const TRANSACTIONS: &str = "kvstore_transactions_total";
+/// Conditional writes and atomic batches refused because a condition did not hold.
+pub const PRECONDITIONS_FAILED: &str = "kvstore_preconditions_failed_total";
+/// How long reads with `min_offset` or `consistency=strong` waited for this replica.
+pub const READ_WAIT: &str = "kvstore_read_wait_seconds";
 /// HTTP requests, by method, route and status.
 pub const HTTP_REQUESTS: &str = "kvstore_http_requests_total";
 /// HTTP request duration, by method and route.
@@ -93,6 +100,19 @@ fn describe() {
         "Time from producing a write until this replica applied it"
     );
     describe_counter!(WRITES, "Write requests, by outcome");
+    describe_counter!(
+        TRANSACTIONS,
+        "Transactions of conditional writes and atomic batches, by outcome"
+    );
+    describe_counter!(
+        PRECONDITIONS_FAILED,
+        "Conditional writes and atomic batches refused because a condition did not hold"
+    );
+    describe_histogram!(
+        READ_WAIT,
+        Unit::Seconds,
+        "Time reads with min_offset or consistency=strong waited for this replica"
+    );
     describe_counter!(HTTP_REQUESTS, "HTTP requests, by method, route and status");
     describe_histogram!(
         HTTP_DURATION,
@@ -156,6 +176,21 @@ pub fn write_finished(outcome: &'static str, applied_after: Option<Duration>) {
     if let Some(elapsed) = applied_after {
         histogram!(WRITE_WAIT).record(elapsed.as_secs_f64());
     }
+}
+
+/// Records the end of a transaction.
+pub fn transaction_ended(outcome: &'static str) {
+    counter!(TRANSACTIONS, "outcome" => outcome).increment(1);
+}
+
+/// Records a write refused because its condition did not hold.
+pub fn precondition_failed() {
+    counter!(PRECONDITIONS_FAILED).increment(1);
+}
+
+/// Records how long a read waited for this replica to apply what it asked for.
+pub fn read_waited(elapsed: Duration) {
+    histogram!(READ_WAIT).record(elapsed.as_secs_f64());
 }
 
 /// Records the broker's reachability and the number of attached topics.

@@ -27,10 +27,18 @@ pub trait ReplaySink: Send + Sync {
     fn reached_end(&self, position: i64) -> bool;
     /// The partition's end offset as the last fetch reported it.
     fn fetched_end_offset(&self, end_offset: i64);
+    /// Whether everything below the end offset of the replay's first fetch is now applied:
+    /// the topic has replayed what it held when attached, and becomes ready, even if writes
+    /// keep the replay from ever finding the partition's end (each fetch bringing more).
+    /// Returns whether this was the first time.
+    fn caught_up(&self) -> bool;
     /// The replay stopped for good.
     fn failed(&self, reason: String);
     /// Where the topic stands.
     fn info(&self) -> TopicInfo;
+    /// Whether someone waits for the replay to reach the end promptly (see
+    /// [`Topic::follow_closely`]).
+    fn followed_closely(&self) -> bool;
 }
 
 /// Why a topic is not ready to serve.
@@ -61,8 +69,13 @@ pub struct Topic {
     state: watch::Sender<ReplayState>,
     /// The partition's end offset as of the last fetch; -1 until known.
     end_offset: AtomicI64,
+    /// The end offset of the first fetch: once it is applied the topic is ready; -1 until
+    /// known.
+    first_end_offset: AtomicI64,
     /// Whether the replay has applied everything up to `end_offset`.
     at_end: AtomicBool,
+    /// Whether conditional writes or reads that wait for an offset were made here.
+    followed_closely: AtomicBool,
     attached_at: Instant,
 }
 
@@ -74,7 +87,9 @@ impl Topic {
             store: SharedStore::new(),
             state: watch::Sender::new(ReplayState::Replaying),
             end_offset: AtomicI64::new(-1),
+            first_end_offset: AtomicI64::new(-1),
             at_end: AtomicBool::new(false),
+            followed_closely: AtomicBool::new(false),
             attached_at: Instant::now(),
         }
     }
@@ -117,6 +132,13 @@ impl Topic {
             .map(|end| (end - self.store.applied_offset()).max(0))
     }
 
+    /// Notes that requests here wait for the replay to reach offsets at the end of the log
+    /// (conditional writes, reads with `min_offset` or `consistency=strong`), so that it
+    /// fetches with the shorter wait of `consistency.fetch_wait_max` from now on.
+    pub fn follow_closely(&self) {
+        self.followed_closely.store(true, Ordering::Relaxed);
+    }
+
     /// Waits up to `timeout` for the topic to have replayed.
     pub async fn wait_ready(&self, timeout: Duration) -> Result<(), NotReady> {
         let mut rx = self.state.subscribe();
@@ -133,6 +155,17 @@ impl Topic {
             Ok(Err(_closed)) => Err(NotReady::Failed("the topic was detached".into())),
             Err(_elapsed) => Err(NotReady::StillReplaying(timeout)),
         }
+    }
+
+    /// Marks the topic ready; returns whether it was still replaying.
+    fn become_ready(&self) -> bool {
+        self.state.send_if_modified(|state| {
+            let first = *state == ReplayState::Replaying;
+            if first {
+                *state = ReplayState::Ready;
+            }
+            first
+        })
     }
 
     /// A snapshot for the topics listing, metrics and progress logs.
@@ -163,17 +196,22 @@ impl ReplaySink for Topic {
     fn reached_end(&self, position: i64) -> bool {
         self.store.advance_to(position);
         self.at_end.store(true, Ordering::Relaxed);
-        self.state.send_if_modified(|state| {
-            let first = *state == ReplayState::Replaying;
-            if first {
-                *state = ReplayState::Ready;
-            }
-            first
-        })
+        self.become_ready()
     }
 
     fn fetched_end_offset(&self, end_offset: i64) {
         self.end_offset.store(end_offset, Ordering::Relaxed);
+        let _ = self.first_end_offset.compare_exchange(
+            -1,
+            end_offset,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+
+    fn caught_up(&self) -> bool {
+        let first_end = self.first_end_offset.load(Ordering::Relaxed);
+        first_end >= 0 && self.store.applied_offset() >= first_end && self.become_ready()
     }
 
     fn failed(&self, reason: String) {
@@ -182,6 +220,10 @@ impl ReplaySink for Topic {
 
     fn info(&self) -> TopicInfo {
         Topic::info(self)
+    }
+
+    fn followed_closely(&self) -> bool {
+        self.followed_closely.load(Ordering::Relaxed)
     }
 }
 

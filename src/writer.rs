@@ -1,5 +1,12 @@
 //! The write path: produce the records, then wait until this replica has applied them, so a
 //! client that got an answer reads its own write here.
+//!
+//! A conditional write or an atomic batch ([`Writer::write_if`]) produces its records in a
+//! transaction and judges its conditions before the transaction ends: once this replica has
+//! applied everything below the transaction's first offset, the keys' versions there are
+//! their latest in log order, the same on every replica; the transaction commits if every
+//! condition holds and aborts otherwise. The log so holds only writes that were accepted, and
+//! replay and compaction never judge anything (docs/consistency.md).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -7,9 +14,10 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use tokio::sync::Semaphore;
 
+use crate::condition::{Precondition, Unmet, unmet};
 use crate::log::{Log, ProduceError};
 use crate::metrics;
-use crate::record::Record;
+use crate::record::{Record, mark_batch};
 use crate::store::WaitError;
 use crate::topic::Topic;
 
@@ -80,7 +88,35 @@ pub enum WriteError {
     /// The service is stopping.
     #[error("the service is shutting down; the write may still apply")]
     ShuttingDown,
+    /// A condition did not hold; nothing was written.
+    #[error("{} of the write's conditions did not hold; nothing was written", unmet.len())]
+    PreconditionFailed {
+        /// The conditions that did not hold, with their keys' versions.
+        unmet: Vec<Unmet>,
+    },
+    /// This replica did not catch up with the log in time to judge the write's conditions.
+    #[error(
+        "this replica did not apply the topic up to the write's position within {waited:?}, \
+         so its conditions could not be judged; nothing was written"
+    )]
+    NotJudged {
+        /// How long the request waited.
+        waited: Duration,
+    },
+    /// Other producers' records kept landing between the batch's records.
+    #[error(
+        "other writes landed between the atomic batch's records in each of {attempts} \
+         attempts; nothing was written, retry"
+    )]
+    Interleaved {
+        /// Transactions tried.
+        attempts: usize,
+    },
 }
+
+/// Transactions an atomic batch tries before giving up because other producers' records
+/// landed between its records.
+const CONTIGUOUS_ATTEMPTS: usize = 3;
 
 /// Produces writes and waits for them to be applied. Cheap to clone.
 #[derive(Clone)]
@@ -120,12 +156,13 @@ impl Writer {
         result
     }
 
-    async fn write_inner(
+    /// Refuses at once what cannot succeed: the broker down, too few in-sync replicas, too
+    /// many writes waiting. Otherwise holds `count` places among the pending writes.
+    fn admit(
         &self,
         topic: &Topic,
-        records: Vec<Record>,
-        started: Instant,
-    ) -> Result<Vec<i64>, WriteError> {
+        count: usize,
+    ) -> Result<tokio::sync::SemaphorePermit<'_>, WriteError> {
         if self.log.status().is_down() {
             return Err(WriteError::BrokerUnavailable(
                 self.log.status().down_reason(),
@@ -138,13 +175,21 @@ impl Writer {
                 required: shortfall.required,
             });
         }
-        let wanted = u32::try_from(records.len().min(self.max_pending)).unwrap_or(u32::MAX);
-        let _permit =
-            self.pending
-                .try_acquire_many(wanted)
-                .map_err(|_| WriteError::Overloaded {
-                    limit: self.max_pending,
-                })?;
+        let wanted = u32::try_from(count.min(self.max_pending)).unwrap_or(u32::MAX);
+        self.pending
+            .try_acquire_many(wanted)
+            .map_err(|_| WriteError::Overloaded {
+                limit: self.max_pending,
+            })
+    }
+
+    async fn write_inner(
+        &self,
+        topic: &Topic,
+        records: Vec<Record>,
+        started: Instant,
+    ) -> Result<Vec<i64>, WriteError> {
+        let _permit = self.admit(topic, records.len())?;
         let (deliveries, failure) = self.log.send(topic.name(), &records);
         if let Some(error) = failure {
             let sent = deliveries.len();
@@ -163,11 +208,22 @@ impl Writer {
         if let Some(error) = failure {
             return Err(self.produce_failed(error, started, offsets.len(), records.len()));
         }
+        self.apply_and_wait(topic, offsets, records, started).await
+    }
+
+    /// Applies this replica's own records, which the log holds at `offsets`, where the
+    /// replay has caught up to them (instead of waiting for it to fetch them back), then waits
+    /// until the last is applied.
+    async fn apply_and_wait(
+        &self,
+        topic: &Topic,
+        offsets: Vec<i64>,
+        records: Vec<Record>,
+        started: Instant,
+    ) -> Result<Vec<i64>, WriteError> {
         let Some(&last) = offsets.iter().max() else {
             return Ok(offsets);
         };
-        // The broker stored exactly these records at these offsets: apply them now where the
-        // replay has caught up to them, instead of waiting for it to fetch them back.
         let applied_here = topic
             .store()
             .apply_own(offsets.iter().copied().zip(records));
@@ -182,6 +238,167 @@ impl Writer {
                 waited: started.elapsed(),
             }),
             Err(WaitError::Closed) => Err(WriteError::ShuttingDown),
+        }
+    }
+
+    /// Writes `records` to `topic` all together or not at all, and only if every one of
+    /// `preconditions` holds at the records' place in the log; returns their offsets once this
+    /// replica has applied them. Several records form an atomic batch: no reader on any
+    /// replica sees some of them without the others.
+    ///
+    /// The records go into a transaction, whose first offset fixes their place in the log.
+    /// Once this replica has applied everything below it (the broker's last stable offset has
+    /// reached it: earlier transactions have ended), the versions read here are the keys'
+    /// latest in log order, and nothing else can come before the records. A batch whose
+    /// records another producer's record came between is tried again in a new transaction.
+    pub async fn write_if(
+        &self,
+        topic: &Topic,
+        mut records: Vec<Record>,
+        preconditions: Vec<Precondition>,
+    ) -> Result<Vec<i64>, WriteError> {
+        let started = Instant::now();
+        topic.follow_closely();
+        if records.len() > 1 {
+            mark_batch(&mut records, batch_id());
+        }
+        let result = self
+            .write_if_inner(topic, records, &preconditions, started)
+            .await;
+        let outcome = match &result {
+            Ok(_) => "applied",
+            Err(WriteError::PreconditionFailed { .. }) => {
+                metrics::precondition_failed();
+                "precondition_failed"
+            }
+            Err(WriteError::ApplyTimeout { .. } | WriteError::ProduceTimeout { .. }) => "timeout",
+            Err(WriteError::Overloaded { .. }) => "overloaded",
+            Err(_) => "failed",
+        };
+        metrics::write_finished(outcome, result.is_ok().then(|| started.elapsed()));
+        result
+    }
+
+    async fn write_if_inner(
+        &self,
+        topic: &Topic,
+        records: Vec<Record>,
+        preconditions: &[Precondition],
+        started: Instant,
+    ) -> Result<Vec<i64>, WriteError> {
+        let _permit = self.admit(topic, records.len())?;
+        for _ in 0..CONTIGUOUS_ATTEMPTS {
+            let mut transaction = self
+                .log
+                .begin(topic.name())
+                .await
+                .map_err(|error| self.not_written(error))?;
+            let offsets = match transaction.send(&records).await {
+                Ok(offsets) => offsets,
+                Err(error) => {
+                    transaction.abort().await;
+                    return Err(self.not_written(error));
+                }
+            };
+            let Some(first) = offsets.first().copied() else {
+                transaction.abort().await;
+                return Ok(offsets);
+            };
+            let contiguous = offsets
+                .iter()
+                .zip(first..)
+                .all(|(&offset, at)| offset == at);
+            if !contiguous {
+                transaction.abort().await;
+                continue;
+            }
+            if let Err(error) = self.judge(topic, first, preconditions, started).await {
+                transaction.abort().await;
+                return Err(error);
+            }
+            let judged = started.elapsed();
+            if let Err(error) = transaction.commit().await {
+                return Err(match error {
+                    ProduceError::Unknown(reason) => WriteError::ProduceTimeout {
+                        waited: started.elapsed(),
+                        reason,
+                    },
+                    error => self.not_written(error),
+                });
+            }
+            tracing::debug!(
+                topic = topic.name(),
+                first,
+                ?judged,
+                committed = ?started.elapsed(),
+                "transaction committed"
+            );
+            return self.apply_and_wait(topic, offsets, records, started).await;
+        }
+        Err(WriteError::Interleaved {
+            attempts: CONTIGUOUS_ATTEMPTS,
+        })
+    }
+
+    /// Waits until this replica has applied everything below `first`, the transaction's
+    /// first offset, then judges `preconditions` against the keys' versions there.
+    async fn judge(
+        &self,
+        topic: &Topic,
+        first: i64,
+        preconditions: &[Precondition],
+        started: Instant,
+    ) -> Result<(), WriteError> {
+        if preconditions.is_empty() {
+            return Ok(());
+        }
+        let remaining = self.timeout.saturating_sub(started.elapsed());
+        match topic.store().wait_applied(first - 1, remaining).await {
+            Ok(()) => {}
+            Err(WaitError::Timeout) => {
+                return Err(WriteError::NotJudged {
+                    waited: started.elapsed(),
+                });
+            }
+            Err(WaitError::Closed) => return Err(WriteError::ShuttingDown),
+        }
+        // Fault injection for tests: stay inside the transaction (`FAILPOINTS=judge=sleep(N)`).
+        #[cfg(feature = "failpoints")]
+        fail::fail_point!("judge", |_| Ok(()));
+        let keys = preconditions.iter().map(|p| p.key.as_slice());
+        let (applied, versions) = topic.store().versions(keys);
+        if applied != first {
+            // The records are invisible until the commit, so nothing at or past `first` can
+            // have been applied: if it was, this replica does not read the log as it must.
+            tracing::error!(
+                topic = topic.name(),
+                applied,
+                first,
+                "applied past an open transaction; refusing to judge"
+            );
+            return Err(WriteError::NotJudged {
+                waited: started.elapsed(),
+            });
+        }
+        let unmet = unmet(preconditions, &versions);
+        if unmet.is_empty() {
+            Ok(())
+        } else {
+            Err(WriteError::PreconditionFailed { unmet })
+        }
+    }
+
+    /// A failure before the transaction committed: it is aborted (or the broker aborts it
+    /// when it times out), so nothing was written.
+    fn not_written(&self, error: ProduceError) -> WriteError {
+        match error {
+            ProduceError::QueueFull => WriteError::Overloaded {
+                limit: self.max_pending,
+            },
+            ProduceError::TooLarge(reason) => WriteError::TooLargeForBroker(reason),
+            ProduceError::NotWritten(reason) | ProduceError::Unknown(reason) => {
+                WriteError::BrokerUnavailable(reason)
+            }
         }
     }
 
@@ -212,4 +429,16 @@ impl Writer {
             reason: error.to_string(),
         }
     }
+}
+
+/// A random id for an atomic batch's mark.
+fn batch_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    // Each RandomState is seeded afresh by the standard library; the counter keeps ids of
+    // batches built in the same instant apart.
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    hasher.finish()
 }

@@ -52,6 +52,75 @@ pub struct Config {
     pub kafka: KafkaConfig,
     /// Who may do what: bearer tokens and their scopes.
     pub auth: AuthConfig,
+    /// Conditional writes, atomic batches, and reads that wait for an offset.
+    pub consistency: ConsistencyConfig,
+}
+
+/// Conditional writes and atomic batches (Kafka transactions), and reads that wait until this
+/// replica has applied an offset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsistencyConfig {
+    /// The prefix of this replica's Kafka `transactional.id`s (`<prefix>-0`, `<prefix>-1`,
+    /// ...). It must differ between replicas (two replicas sharing one fence each other's
+    /// transactions) and stay the same across a replica's restarts, so that a restarted
+    /// replica aborts at once the transactions it left open. Default
+    /// `kvstore-<hostname>-<listen port>`: on Kubernetes use a StatefulSet, whose pod names
+    /// are stable.
+    pub transactional_id: Option<String>,
+    /// Transactions this replica keeps open at once, each on a producer of its own; more
+    /// conditional writes and atomic batches wait for one. Default `4`.
+    pub transactions: usize,
+    /// Kafka's `transaction.timeout.ms`: the broker aborts a transaction open longer, such as
+    /// one left by a replica that died mid-write; until then the topic's later records wait,
+    /// on every replica. Default `5s`.
+    #[serde(with = "humantime_serde")]
+    pub transaction_timeout: Duration,
+    /// How long a read with `min_offset` or `consistency=strong` waits for this replica
+    /// when it names no `wait`. Default `5s`.
+    #[serde(with = "humantime_serde")]
+    pub default_wait: Duration,
+    /// The longest `wait` a read may ask for; longer ones are cut to it. Default `30s`.
+    #[serde(with = "humantime_serde")]
+    pub max_wait: Duration,
+    /// `kafka.fetch_wait_max` for a topic once it has seen a conditional write, an atomic
+    /// batch or a read with `min_offset` or `consistency=strong` here. A transaction's commit
+    /// marker ends the log without a record after it, and the replay learns that it has read
+    /// everything only from the answer to a fetch that found nothing new, which the broker
+    /// holds for this long: each conditional write after another, and each strong read after
+    /// one, may wait as long. Default `10ms`.
+    #[serde(with = "humantime_serde")]
+    pub fetch_wait_max: Duration,
+}
+
+impl Default for ConsistencyConfig {
+    fn default() -> Self {
+        ConsistencyConfig {
+            transactional_id: None,
+            transactions: 4,
+            transaction_timeout: Duration::from_secs(5),
+            default_wait: Duration::from_secs(5),
+            max_wait: Duration::from_secs(30),
+            fetch_wait_max: Duration::from_millis(10),
+        }
+    }
+}
+
+impl ConsistencyConfig {
+    /// The prefix of the `transactional.id`s of a replica listening on `port`; see
+    /// [`ConsistencyConfig::transactional_id`].
+    pub fn transactional_id_or_default(&self, port: u16) -> String {
+        if let Some(id) = &self.transactional_id {
+            return id.clone();
+        }
+        let hostname = std::env::var("HOSTNAME")
+            .ok()
+            .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+            .map(|name| name.trim().to_owned())
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| "localhost".to_owned());
+        format!("kvstore-{hostname}-{port}")
+    }
 }
 
 /// How HTTP connections are treated.
@@ -135,6 +204,8 @@ pub struct LimitsConfig {
     /// Most writes waiting for the broker or for their apply at once; more gets 429.
     /// Default `10000`.
     pub max_pending_writes: usize,
+    /// Most operations and checks in one atomic batch; more gets 413. Default `1000`.
+    pub max_atomic_batch_ops: usize,
 }
 
 /// Kafka client tuning.
@@ -281,6 +352,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             kafka: KafkaConfig::default(),
             auth: AuthConfig::default(),
+            consistency: ConsistencyConfig::default(),
         }
     }
 }
@@ -320,6 +392,7 @@ impl Default for LimitsConfig {
             max_range_bytes: 16 * 1024 * 1024,
             max_topics: 1000,
             max_pending_writes: 10_000,
+            max_atomic_batch_ops: 1000,
         }
     }
 }

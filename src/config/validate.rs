@@ -19,6 +19,11 @@ impl Config {
             ("limits.max_topics", self.limits.max_topics),
             ("limits.max_pending_writes", self.limits.max_pending_writes),
             (
+                "limits.max_atomic_batch_ops",
+                self.limits.max_atomic_batch_ops,
+            ),
+            ("consistency.transactions", self.consistency.transactions),
+            (
                 "http.max_concurrent_requests",
                 self.http.max_concurrent_requests,
             ),
@@ -46,11 +51,40 @@ impl Config {
             ("topics.attach_timeout", self.topics.attach_timeout),
             ("kafka.health_interval", self.kafka.health_interval),
             ("kafka.admin_timeout", self.kafka.admin_timeout),
+            ("consistency.default_wait", self.consistency.default_wait),
+            ("consistency.max_wait", self.consistency.max_wait),
         ];
         for (key, value) in durations {
             if value.is_zero() {
                 return Err(invalid(key, "must be longer than 0s"));
             }
+        }
+        if self.consistency.transactions > 64 {
+            return Err(invalid("consistency.transactions", "must be at most 64"));
+        }
+        // Kafka counts the timeout in whole milliseconds and refuses one under a second.
+        if self.consistency.transaction_timeout < std::time::Duration::from_secs(1) {
+            return Err(invalid(
+                "consistency.transaction_timeout",
+                "must be at least 1s",
+            ));
+        }
+        if self.consistency.default_wait > self.consistency.max_wait {
+            return Err(invalid(
+                "consistency.default_wait",
+                "must not exceed consistency.max_wait",
+            ));
+        }
+        if self
+            .consistency
+            .transactional_id
+            .as_deref()
+            .is_some_and(|id| id.trim().is_empty())
+        {
+            return Err(invalid(
+                "consistency.transactional_id",
+                "must not be empty; leave it out for the default",
+            ));
         }
         match (&self.http.tls.cert_file, &self.http.tls.key_file) {
             (Some(_), None) => {

@@ -8,6 +8,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::conditions;
+use super::consistency::{ReadConsistency, ReadParams};
 use super::extract::{KeyPath, content_type, read_body, topic_and_key};
 use super::freshness::add_freshness_headers;
 use crate::app::AppState;
@@ -36,14 +38,18 @@ pub struct WriteResponse {
 ///
 /// Answers the raw value with the content type it was written with, and its version (the
 /// offset of the record that wrote it) in `ETag` and `X-Kv-Offset`. Served from this
-/// replica's memory. Never creates a topic.
+/// replica's memory. Never creates a topic. With `min_offset` (or `X-Kv-Min-Offset`) or
+/// `consistency=strong`, answers once this replica has applied that far (see "Consistency"
+/// in the README).
 #[utoipa::path(
     get,
     path = "/v1/{topic}/keys/{key}",
     tag = "keys",
     params(
         KeyPath,
+        ReadParams,
         ("If-None-Match" = Option<String>, Header, nullable = false, description = "Answer 304 if the value's ETag matches"),
+        ("X-Kv-Min-Offset" = Option<i64>, Header, nullable = false, description = "As `min_offset`"),
     ),
     responses(
         (status = 200, description = "The value's bytes, as written, served with the content type they were written with (`application/octet-stream` when none was given)",
@@ -52,14 +58,15 @@ pub struct WriteResponse {
                 ("ETag" = String, description = "The value's version, quoted"),
                 ("X-Kv-Offset" = i64, description = "The value's version: the offset that wrote it"),
                 ("X-Kv-Lag" = i64, description = "Records of the topic this replica has yet to apply, when known"),
+                ("X-Kv-Applied-Offset" = i64, description = "This replica has applied every record of the topic below this offset"),
                 ("X-Kv-Stale-Seconds" = i64, description = "Only while the broker is unreachable: seconds since it last answered"),
             )),
         (status = 304, description = "The value's ETag matches `If-None-Match`"),
-        (status = 400, description = "Invalid topic name or key", body = ErrorResponse),
+        (status = 400, description = "Invalid topic name, key, header or query (`min_offset`, `consistency`, `wait`)", body = ErrorResponse),
         (status = 404, description = "No such key (`key_not_found`) or topic (`topic_not_found`)", body = ErrorResponse),
         (status = 409, description = "The topic has more than one partition", body = ErrorResponse),
         (status = 413, description = "Key too long", body = ErrorResponse),
-        (status = 503, description = "Broker unavailable or topic still replaying", body = ErrorResponse),
+        (status = 503, description = "Broker unavailable, topic still replaying, or the offset asked for not applied within `wait` (`offset_not_applied`)", body = ErrorResponse),
     )
 )]
 pub async fn get_key(
@@ -68,8 +75,12 @@ pub async fn get_key(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (topic_name, key) = topic_and_key(&uri, &state.config.limits)?;
+    let params = read_params(&uri)?;
+    let consistency = ReadConsistency::new(&params, &headers, &state)?;
     let topic = state.topics.get(&topic_name, Access::Existing).await?;
-    let Some(value) = topic.store().get(key.as_bytes()) else {
+    consistency.wait_for(&state, &topic).await?;
+    let (value, applied_offset) = topic.store().get_at(key.as_bytes());
+    let Some(value) = value else {
         return Err(ApiError::KeyNotFound {
             topic: topic_name,
             key,
@@ -95,7 +106,12 @@ pub async fn get_key(
         response
     };
     version_headers(response.headers_mut(), value.offset);
-    add_freshness_headers(response.headers_mut(), &topic, state.log.status());
+    add_freshness_headers(
+        response.headers_mut(),
+        &topic,
+        applied_offset,
+        state.log.status(),
+    );
     Ok(response)
 }
 
@@ -104,12 +120,18 @@ pub async fn get_key(
 /// The body is the raw value (any bytes, at most `limits.max_value_bytes`); the request's
 /// `Content-Type` is stored with it (default `application/octet-stream`). Creates the topic
 /// if it does not exist and `topics.auto_create` is on. Answers once this replica has applied
-/// the write, so a following GET here sees it.
+/// the write, so a following GET here sees it. With `If-Match` or `If-None-Match`, writes
+/// only if the condition holds for the key's latest version in log order, whichever replica
+/// is asked; otherwise answers 412 and writes nothing.
 #[utoipa::path(
     put,
     path = "/v1/{topic}/keys/{key}",
     tag = "keys",
-    params(KeyPath),
+    params(
+        KeyPath,
+        ("If-Match" = Option<String>, Header, nullable = false, description = "Write only if the key's version is one of these ETags, or with `*` only if the key exists"),
+        ("If-None-Match" = Option<String>, Header, nullable = false, description = "Write only if the key's version is none of these ETags, or with `*` only if the key is absent (create only)"),
+    ),
     request_body(content = Option<Vec<u8>>, content_type = "application/octet-stream", description = "The value: any bytes (may be empty), with any content type"),
     responses(
         (status = 200, description = "Written and applied here", body = WriteResponse,
@@ -120,9 +142,10 @@ pub async fn get_key(
         (status = 400, description = "Invalid topic name, key or header", body = ErrorResponse),
         (status = 404, description = "The topic does not exist and auto-creation is off", body = ErrorResponse),
         (status = 409, description = "The topic has more than one partition", body = ErrorResponse),
+        (status = 412, description = "`If-Match` or `If-None-Match` did not hold (`precondition_failed`, with the key's version in `failed`); nothing was written", body = ErrorResponse),
         (status = 413, description = "Key or value too large; nothing was written", body = ErrorResponse),
         (status = 429, description = "Too many writes in progress; nothing was written", body = ErrorResponse),
-        (status = 503, description = "Broker unavailable; nothing was written", body = ErrorResponse),
+        (status = 503, description = "Broker unavailable, or the conditions could not be judged in time; nothing was written", body = ErrorResponse),
         (status = 504, description = "Not applied in time; the write may still apply", body = ErrorResponse),
     )
 )]
@@ -144,19 +167,33 @@ pub async fn put_key(
         || ApiError::ValueTooLarge { limit },
     )
     .await?;
+    let preconditions = conditions::from_headers(&headers, key.as_bytes())?;
     let record = Record::put(key.clone().into_bytes(), value.to_vec(), content_type);
-    write_one(state, topic_name, key, record, Access::MayCreate).await
+    write_one(
+        state,
+        topic_name,
+        key,
+        record,
+        preconditions,
+        Access::MayCreate,
+    )
+    .await
 }
 
 /// Delete a key.
 ///
 /// Writes a tombstone (a record with a null value). Deleting an absent key is not an error.
-/// Answers once this replica has applied the delete.
+/// Answers once this replica has applied the delete. Honours `If-Match` and `If-None-Match`
+/// as PUT does.
 #[utoipa::path(
     delete,
     path = "/v1/{topic}/keys/{key}",
     tag = "keys",
-    params(KeyPath),
+    params(
+        KeyPath,
+        ("If-Match" = Option<String>, Header, nullable = false, description = "Write only if the key's version is one of these ETags, or with `*` only if the key exists"),
+        ("If-None-Match" = Option<String>, Header, nullable = false, description = "Write only if the key's version is none of these ETags, or with `*` only if the key is absent (create only)"),
+    ),
     responses(
         (status = 200, description = "Deleted and applied here", body = WriteResponse,
             headers(
@@ -166,16 +203,37 @@ pub async fn put_key(
         (status = 400, description = "Invalid topic name or key", body = ErrorResponse),
         (status = 404, description = "The topic does not exist", body = ErrorResponse),
         (status = 409, description = "The topic has more than one partition", body = ErrorResponse),
+        (status = 412, description = "`If-Match` or `If-None-Match` did not hold (`precondition_failed`); nothing was written", body = ErrorResponse),
         (status = 413, description = "Key too long", body = ErrorResponse),
         (status = 429, description = "Too many writes in progress; nothing was written", body = ErrorResponse),
-        (status = 503, description = "Broker unavailable; nothing was written", body = ErrorResponse),
+        (status = 503, description = "Broker unavailable, or the conditions could not be judged in time; nothing was written", body = ErrorResponse),
         (status = 504, description = "Not applied in time; the delete may still apply", body = ErrorResponse),
     )
 )]
-pub async fn delete_key(State(state): State<AppState>, uri: Uri) -> Result<Response, ApiError> {
+pub async fn delete_key(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let (topic_name, key) = topic_and_key(&uri, &state.config.limits)?;
+    let preconditions = conditions::from_headers(&headers, key.as_bytes())?;
     let record = Record::delete(key.clone().into_bytes());
-    write_one(state, topic_name, key, record, Access::Existing).await
+    write_one(
+        state,
+        topic_name,
+        key,
+        record,
+        preconditions,
+        Access::Existing,
+    )
+    .await
+}
+
+/// The read's `min_offset`, `consistency` and `wait`; other query parameters are ignored.
+fn read_params(uri: &Uri) -> Result<ReadParams, ApiError> {
+    axum::extract::Query::<ReadParams>::try_from_uri(uri)
+        .map(|query| query.0)
+        .map_err(|rejection| ApiError::InvalidQuery(rejection.body_text()))
 }
 
 async fn write_one(
@@ -183,10 +241,19 @@ async fn write_one(
     topic_name: String,
     key: String,
     record: Record,
+    preconditions: Vec<crate::condition::Precondition>,
     access: Access,
 ) -> Result<Response, ApiError> {
     let topic = state.topics.get(&topic_name, access).await?;
-    let offsets = state.writer.write(&topic, vec![record]).await?;
+    let offsets = if preconditions.is_empty() {
+        state.writer.write(&topic, vec![record]).await?
+    } else {
+        state
+            .writer
+            .write_if(&topic, vec![record], preconditions)
+            .await
+            .map_err(|error| conditions::failed(error, |_| (key.clone(), None, None)))?
+    };
     let offset = offsets.first().copied().unwrap_or(-1);
     let mut response = Json(WriteResponse {
         topic: topic_name,

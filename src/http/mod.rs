@@ -17,6 +17,8 @@
 pub mod auth;
 pub mod batch;
 pub mod concurrency;
+pub mod conditions;
+pub mod consistency;
 pub mod encoding;
 pub mod extract;
 pub mod freshness;
@@ -332,6 +334,8 @@ fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
         error: ErrorDetail {
             code: "internal",
             message: "internal error".into(),
+            failed: None,
+            applied_offset: None,
         },
     };
     (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response()

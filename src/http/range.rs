@@ -3,13 +3,14 @@
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::Uri;
+use axum::http::{HeaderMap, Uri};
 use base64::Engine;
 use base64::alphabet::URL_SAFE;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::consistency::{ReadConsistency, ReadParams};
 use super::encoding::{ValueEncoding, base64, embed};
 use super::extract::{TopicPath, topic_from_uri};
 use super::freshness::add_freshness_headers;
@@ -47,6 +48,16 @@ pub struct RangeParams {
     /// `next_cursor` of the previous page, to continue after it (unpadded base64url).
     #[param(pattern = r"^([A-Za-z0-9_-]{4})*([A-Za-z0-9_-]{2,3})?$")]
     pub cursor: Option<String>,
+    /// Answer only once this replica has applied the record at this offset; also read from
+    /// the `X-Kv-Min-Offset` header.
+    #[param(minimum = 0)]
+    pub min_offset: Option<String>,
+    /// `strong`: answer only once this replica has applied every write acknowledged before
+    /// the read arrived. `local` (the default): from what this replica has applied.
+    pub consistency: Option<String>,
+    /// How long to wait for `min_offset` or `strong`, such as `500ms`: default
+    /// `consistency.default_wait` (5s), at most `consistency.max_wait`.
+    pub wait: Option<String>,
 }
 
 /// One page of keys.
@@ -103,26 +114,38 @@ pub struct RangeItem {
     params(
         TopicPath,
         RangeParams,
+        ("X-Kv-Min-Offset" = Option<i64>, Header, nullable = false, description = "As `min_offset`"),
     ),
     responses(
         (status = 200, description = "A page of keys", body = RangeResponse,
             headers(
                 ("X-Kv-Lag" = i64, description = "Records of the topic this replica has yet to apply, when known"),
+                ("X-Kv-Applied-Offset" = i64, description = "This replica has applied every record of the topic below this offset"),
                 ("X-Kv-Stale-Seconds" = i64, description = "Only while the broker is unreachable: seconds since it last answered"),
             )),
         (status = 400, description = "Invalid topic name or query", body = ErrorResponse),
         (status = 404, description = "The topic does not exist", body = ErrorResponse),
         (status = 409, description = "The topic has more than one partition", body = ErrorResponse),
-        (status = 503, description = "Broker unavailable or topic still replaying", body = ErrorResponse),
+        (status = 503, description = "Broker unavailable, topic still replaying, or the offset asked for not applied within `wait` (`offset_not_applied`)", body = ErrorResponse),
     )
 )]
 pub async fn scan_range(
     State(state): State<AppState>,
     uri: Uri,
+    headers: HeaderMap,
     params: Result<Query<RangeParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let topic_name = topic_from_uri(&uri)?;
     let Query(params) = params.map_err(|e| ApiError::InvalidQuery(e.body_text()))?;
+    let consistency = ReadConsistency::new(
+        &ReadParams {
+            min_offset: params.min_offset.clone(),
+            consistency: params.consistency.clone(),
+            wait: params.wait.clone(),
+        },
+        &headers,
+        &state,
+    )?;
     let limits = &state.config.limits;
     let limit = match params.limit {
         None => limits.default_range_limit,
@@ -148,7 +171,9 @@ pub async fn scan_range(
         after,
     };
     let topic = state.topics.get(&topic_name, Access::Existing).await?;
+    consistency.wait_for(&state, &topic).await?;
     let page = topic.store().scan(&range, limit, limits.max_range_bytes);
+    let applied_offset = page.applied_offset;
     let next_cursor = page
         .more
         .then(|| {
@@ -177,6 +202,11 @@ pub async fn scan_range(
         })
         .collect();
     let mut response = Json(RangeResponse { items, next_cursor }).into_response();
-    add_freshness_headers(response.headers_mut(), &topic, state.log.status());
+    add_freshness_headers(
+        response.headers_mut(),
+        &topic,
+        applied_offset,
+        state.log.status(),
+    );
     Ok(response)
 }

@@ -8,11 +8,16 @@
 //!   flight, and classifying the failures.
 //! - [`replay`]: the per-topic loop that reads a topic from its beginning into its store.
 //! - [`replicas`]: the in-sync replicas of the topics written to, from the probe's metadata.
+//! - `transactions`: the transactional producers of conditional writes and atomic batches.
+//! - `offsets`: a topic's last stable offset, for reads that must see every acknowledged
+//!   write.
 
 pub mod admin;
+mod offsets;
 pub mod producer;
 pub mod replay;
 pub mod replicas;
+mod transactions;
 
 use std::sync::Arc;
 
@@ -23,12 +28,37 @@ use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 
 use crate::config::{Config, KafkaConfig};
-use crate::log::{BrokerStatus, Delivery, Log, ProduceError, Reachability, Shortfall};
+use crate::log::{
+    BrokerStatus, Delivery, Log, LogFuture, ProduceError, Reachability, Shortfall, Transaction,
+    Unreachable,
+};
 use crate::record::Record;
 use crate::secret::SecretError;
 
 /// The record header that carries a value's content type.
 pub const CONTENT_TYPE_HEADER: &str = "content-type";
+
+/// The headers `record` is written with: its content type and batch mark, if it has either.
+fn headers(record: &Record) -> Option<rdkafka::message::OwnedHeaders> {
+    use rdkafka::message::{Header, OwnedHeaders};
+    if record.content_type.is_none() && record.batch.is_none() {
+        return None;
+    }
+    let mut headers = OwnedHeaders::new();
+    if let Some(content_type) = record.content_type.as_deref() {
+        headers = headers.insert(Header {
+            key: CONTENT_TYPE_HEADER,
+            value: Some(content_type),
+        });
+    }
+    if let Some(mark) = record.batch {
+        headers = headers.insert(Header {
+            key: crate::record::BATCH_HEADER,
+            value: Some(&mark.encode()),
+        });
+    }
+    Some(headers)
+}
 
 /// The context of every Kafka client: routes librdkafka's logs into `tracing` and notices when
 /// all brokers are down.
@@ -105,6 +135,18 @@ impl Log for Kafka {
             .collect();
         (deliveries, failure)
     }
+
+    fn begin(&self, topic: &str) -> LogFuture<'static, Result<Box<dyn Transaction>, ProduceError>> {
+        let kafka = self.clone();
+        let topic = topic.to_owned();
+        Box::pin(async move { kafka.begin_transaction(&topic).await })
+    }
+
+    fn stable_end(&self, topic: &str) -> LogFuture<'static, Result<i64, Unreachable>> {
+        let kafka = self.clone();
+        let topic = topic.to_owned();
+        Box::pin(async move { kafka.stable_end_offset(&topic).await })
+    }
 }
 
 /// The shared Kafka clients. Cheap to clone.
@@ -120,6 +162,8 @@ struct Inner {
     admin: rdkafka::admin::AdminClient<KafkaContext>,
     status: Arc<BrokerStatus>,
     in_sync: replicas::InSyncReplicas,
+    transactions: Arc<transactions::TransactionPool>,
+    offsets: offsets::StableOffsets,
     config: Arc<Config>,
 }
 
@@ -138,12 +182,19 @@ impl Kafka {
         let status = Arc::new(BrokerStatus::default());
         let producer = producer::create(&config, context(&status, "producer"))?;
         let admin = client_config(&config, [])?.create_with_context(context(&status, "admin"))?;
+        let transactions = Arc::new(transactions::TransactionPool::new(
+            config.clone(),
+            context(&status, "transactions"),
+        ));
+        let offsets = offsets::StableOffsets::new(&config, context(&status, "offsets"))?;
         Ok(Kafka {
             inner: Arc::new(Inner {
                 producer: std::sync::RwLock::new(Arc::new(producer)),
                 admin,
                 status,
                 in_sync: replicas::InSyncReplicas::default(),
+                transactions,
+                offsets,
                 config,
             }),
         })

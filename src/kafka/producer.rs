@@ -13,12 +13,11 @@ use rdkafka::Message as _;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{
     BaseProducer, BaseRecord, DeliveryResult, Producer as _, ProducerContext, PurgeConfig,
 };
 
-use super::{CONTENT_TYPE_HEADER, Kafka, KafkaContext, client_config};
+use super::{Kafka, KafkaContext, client_config};
 use crate::config::Config;
 use crate::log::ProduceError;
 use crate::record::Record;
@@ -233,11 +232,8 @@ fn enqueue(
     if let Some(value) = &record.value {
         base = base.payload(value.as_slice());
     }
-    if let Some(content_type) = record.content_type.as_deref() {
-        base = base.headers(OwnedHeaders::new().insert(Header {
-            key: CONTENT_TYPE_HEADER,
-            value: Some(content_type),
-        }));
+    if let Some(headers) = super::headers(record) {
+        base = base.headers(headers);
     }
     producer
         .send(base)
@@ -398,7 +394,7 @@ impl Kafka {
     }
 }
 
-fn classify(error: &KafkaError) -> ProduceError {
+pub(super) fn classify(error: &KafkaError) -> ProduceError {
     match error.rdkafka_error_code() {
         Some(RDKafkaErrorCode::QueueFull) => ProduceError::QueueFull,
         Some(
@@ -462,6 +458,7 @@ mod tests {
                     key: key.as_bytes().to_vec(),
                     value: Some(b"v".to_vec()),
                     content_type: None,
+                    batch: None,
                 })
                 .collect();
             let mut window = std::mem::take(&mut self.window);

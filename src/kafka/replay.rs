@@ -22,7 +22,7 @@ use tokio_util::task::TaskTracker;
 use super::{CONTENT_TYPE_HEADER, Kafka, KafkaContext, client_config};
 use crate::config::Config;
 use crate::metrics;
-use crate::record::RecordRef;
+use crate::record::{BATCH_HEADER, BatchMark, OwnedRecord, RecordRef, incomplete_tail};
 use crate::topic::{ReplaySink, TopicInfo};
 
 /// How long one poll waits for a message before checking for shutdown.
@@ -72,21 +72,12 @@ impl Kafka {
         tracker: &TaskTracker,
         cancel: CancellationToken,
     ) -> KafkaResult<()> {
-        let consumer: BaseConsumer<KafkaContext> =
-            client_config(self.config(), settings(self.config()))?
-                .create_with_context(self.context("consumer"))?;
         let topic_cstr = CString::new(topic.topic_name())
             .map_err(|_| KafkaError::ClientCreation("topic name contains a NUL byte".into()))?;
-        // Split before assigning: the assignment then leaves the partition's queue alone.
-        let queue = PartitionQueue::split(&consumer, &topic_cstr).ok_or_else(|| {
-            KafkaError::ClientCreation("no queue for the topic's partition".into())
-        })?;
-        let mut assignment = TopicPartitionList::new();
         // Offset 0 rather than Offset::Beginning: the latter makes librdkafka look the start up
         // first, and it waits 500 ms to do so while the partition's leader is not yet known. If
         // the log no longer starts at 0, `auto.offset.reset=earliest` moves to its start.
-        assignment.add_partition_offset(topic.topic_name(), 0, Offset::Offset(0))?;
-        consumer.assign(&assignment)?;
+        let (queue, consumer) = self.open_replay(topic.topic_name(), &topic_cstr, 0, None)?;
         tracing::info!(
             topic = topic.topic_name(),
             "replaying topic from the beginning"
@@ -97,9 +88,35 @@ impl Kafka {
             topic,
             topic_cstr,
             cancel,
+            kafka: self.clone(),
         };
         tracker.spawn_blocking(move || replay.run());
         Ok(())
+    }
+
+    /// A consumer of `topic`'s partition 0 from `offset`, and the partition's queue split off
+    /// it; with `fetch_wait` instead of `kafka.fetch_wait_max` if given.
+    fn open_replay(
+        &self,
+        topic: &str,
+        topic_cstr: &CStr,
+        offset: i64,
+        fetch_wait: Option<Duration>,
+    ) -> KafkaResult<(PartitionQueue, BaseConsumer<KafkaContext>)> {
+        let mut settings = settings(self.config());
+        if let Some(wait) = fetch_wait {
+            settings.push(("fetch.wait.max.ms", wait.as_millis().to_string()));
+        }
+        let consumer: BaseConsumer<KafkaContext> = client_config(self.config(), settings)?
+            .create_with_context(self.context("consumer"))?;
+        // Split before assigning: the assignment then leaves the partition's queue alone.
+        let queue = PartitionQueue::split(&consumer, topic_cstr).ok_or_else(|| {
+            KafkaError::ClientCreation("no queue for the topic's partition".into())
+        })?;
+        let mut assignment = TopicPartitionList::new();
+        assignment.add_partition_offset(topic, 0, Offset::Offset(offset))?;
+        consumer.assign(&assignment)?;
+        Ok((queue, consumer))
     }
 }
 
@@ -110,6 +127,8 @@ struct Replay {
     topic: Arc<dyn ReplaySink>,
     topic_cstr: CString,
     cancel: CancellationToken,
+    /// For opening the consumer again with a shorter fetch wait.
+    kafka: Kafka,
 }
 
 /// Marks the topic failed if the loop ends other than by shutdown (a panic included), so a
@@ -137,11 +156,36 @@ fn publish_progress(info: &TopicInfo) {
 }
 
 impl Replay {
-    fn run(self) {
+    /// Replaces the consumer with one that fetches with `consistency.fetch_wait_max`, from
+    /// `offset` on. Keeps the old one if the new one cannot be made.
+    fn follow_closely(&mut self, offset: i64) {
+        let wait = self.kafka.config().consistency.fetch_wait_max;
+        let name = self.topic.topic_name().to_owned();
+        match self
+            .kafka
+            .open_replay(&name, &self.topic_cstr, offset, Some(wait))
+        {
+            Ok((queue, consumer)) => {
+                // The old queue goes before its consumer.
+                self.queue = queue;
+                self.consumer = consumer;
+                tracing::debug!(topic = %name, offset, ?wait, "replay fetching with a shorter wait");
+            }
+            Err(error) => {
+                tracing::warn!(topic = %name, %error, "could not shorten the replay's fetch wait");
+            }
+        }
+    }
+
+    fn run(mut self) {
+        let topic = self.topic.clone();
         let mut guard = FailOnDrop {
-            topic: &*self.topic,
+            topic: &*topic,
             armed: true,
         };
+        // Whether the consumer already fetches with the shorter wait, or needs none.
+        let mut close = self.kafka.config().kafka.fetch_wait_max
+            <= self.kafka.config().consistency.fetch_wait_max;
         let name = self.topic.topic_name().to_owned();
         let started = Instant::now();
         let mut last_progress = Instant::now();
@@ -150,7 +194,18 @@ impl Replay {
         let mut applied_total: u64 = 0;
         // Whether the topic has reached the end once (it is then ready).
         let mut ready = false;
+        // The records of an atomic batch whose last record has not been fetched yet.
+        let mut held: Vec<OwnedRecord> = Vec::new();
         while !self.cancel.is_cancelled() {
+            if !close && self.topic.followed_closely() {
+                close = true;
+                let resume = match held.first() {
+                    Some(record) => record.borrowed().offset,
+                    None => self.topic.info().stats.applied_offset,
+                };
+                held.clear();
+                self.follow_closely(resume);
+            }
             let mut replay_error = |error: &dyn std::fmt::Display| {
                 let quiet = last_error_log.is_some_and(|at| at.elapsed() < ERROR_LOG_INTERVAL);
                 if !quiet {
@@ -176,7 +231,8 @@ impl Replay {
             // applied or holds nothing to apply (transaction markers, aborted or compacted
             // records), so the applied offset is the position, not the last record + 1.
             let mut end_position = None;
-            let mut records = Vec::with_capacity(batch.len());
+            let mut records = Vec::with_capacity(held.len() + batch.len());
+            records.extend(held.iter().map(OwnedRecord::borrowed));
             for message in batch.iter() {
                 match message.error() {
                     None => records.push(message.record()),
@@ -184,6 +240,24 @@ impl Replay {
                     Some(code) => replay_error(&format_args!("{code}: {}", message.error_string())),
                 }
             }
+            // Hold back an atomic batch whose last record is still to come, so that readers
+            // never see part of it. At the end of the partition nothing is to come: a
+            // committed transaction lies wholly below the end a `read_committed` consumer
+            // reaches, so what is missing of a batch there was removed by the log cleaner.
+            let past_the_end = match (end_position, records.last()) {
+                (Some(position), Some(last)) => position > last.offset,
+                _ => false,
+            };
+            let hold = if past_the_end {
+                0
+            } else {
+                incomplete_tail(&records)
+            };
+            let still_held: Vec<OwnedRecord> = records[records.len() - hold..]
+                .iter()
+                .map(OwnedRecord::of)
+                .collect();
+            records.truncate(records.len() - hold);
             let received = records.len();
             // Fault injection for tests: delay or break the replay (`FAILPOINTS=replay-apply=...`).
             #[cfg(feature = "failpoints")]
@@ -194,6 +268,7 @@ impl Replay {
                 metrics::records_applied(&name, applied as u64);
                 self.topic.left_end();
             }
+            held = still_held;
             batch.clear();
             if let Some(end) = self.cached_end_offset() {
                 self.topic.fetched_end_offset(end);
@@ -203,9 +278,8 @@ impl Replay {
                 // ready, so that it is measured without them.
                 crate::memory::release_free_memory();
             }
-            if let Some(position) = end_position
-                && self.topic.reached_end(position)
-            {
+            let reached_end = end_position.is_some_and(|position| self.topic.reached_end(position));
+            if reached_end || (!ready && self.topic.caught_up()) {
                 ready = true;
                 let elapsed = started.elapsed();
                 let rate = applied_total as f64 / elapsed.as_secs_f64().max(1e-9);
@@ -410,23 +484,28 @@ impl<'a> RawMessage<'a> {
             .then(|| unsafe { std::slice::from_raw_parts(pointer as *const u8, len) })
     }
 
-    /// The store's view of the message: key, value (`None` for a tombstone) and content type.
+    /// The store's view of the message: key, value (`None` for a tombstone), content type and
+    /// batch mark.
     fn record(self) -> RecordRef<'a> {
+        let (content_type, batch) = self.headers();
         RecordRef {
             offset: self.message.offset,
             key: Self::bytes(self.message.key, self.message.key_len),
             value: Self::bytes(self.message.payload, self.message.len),
-            content_type: self.content_type(),
+            content_type,
+            batch,
         }
     }
 
-    /// The content-type header, if it is one that can be sent back as an HTTP header value.
-    fn content_type(self) -> Option<&'a str> {
+    /// The content-type header, if it is one that can be sent back as an HTTP header value,
+    /// and the batch mark, if the record has a valid one.
+    fn headers(self) -> (Option<&'a str>, Option<BatchMark>) {
+        let (mut content_type, mut batch) = (None, None);
         let mut headers = std::ptr::null_mut();
         // SAFETY: librdkafka parses the headers into a list owned by the message.
         let found = unsafe { rdsys::rd_kafka_message_headers(self.message, &mut headers) };
         if found != rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || headers.is_null() {
-            return None;
+            return (content_type, batch);
         }
         let mut index = 0;
         loop {
@@ -438,16 +517,19 @@ impl<'a> RawMessage<'a> {
                 rdsys::rd_kafka_header_get_all(headers, index, &mut name, &mut value, &mut size)
             };
             if code != rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || name.is_null() {
-                return None;
+                return (content_type, batch);
             }
             index += 1;
             // SAFETY: header names are NUL-terminated strings in the list.
             let name = unsafe { CStr::from_ptr(name) }.to_bytes();
-            if name.eq_ignore_ascii_case(CONTENT_TYPE_HEADER.as_bytes()) {
-                return Self::bytes(value.cast_mut(), size)
+            let value = Self::bytes(value.cast_mut(), size);
+            if content_type.is_none() && name.eq_ignore_ascii_case(CONTENT_TYPE_HEADER.as_bytes()) {
+                content_type = value
                     .and_then(|v| std::str::from_utf8(v).ok())
                     // Only what can be sent back as an HTTP header value.
                     .filter(|v| !v.is_empty() && v.bytes().all(|b| (0x20..0x7f).contains(&b)));
+            } else if batch.is_none() && name == BATCH_HEADER.as_bytes() {
+                batch = value.and_then(BatchMark::parse);
             }
         }
     }

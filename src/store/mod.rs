@@ -61,6 +61,8 @@ pub struct ScanPage {
     pub items: Vec<(Vec<u8>, Value)>,
     /// Whether keys in the range remain after the last item.
     pub more: bool,
+    /// The applied offset the page was read at.
+    pub applied_offset: i64,
 }
 
 /// Sizes of a store, for the topics listing and metrics.
@@ -176,6 +178,13 @@ impl TopicStore {
             .map(|slot| self.value_of(slot))
     }
 
+    /// The version of `key`: the offset of the record that wrote its value.
+    pub fn get_version(&self, key: &[u8]) -> Option<i64> {
+        self.map
+            .get(DescendingKey::new(key))
+            .map(|slot| slot.parts().offset)
+    }
+
     /// Up to `limit` keys of `range` in order, stopping early once the values add up to
     /// `max_bytes` (at least one item is returned when any is in range).
     pub fn scan(&self, range: &KeyRange, limit: usize, max_bytes: usize) -> ScanPage {
@@ -184,7 +193,11 @@ impl TopicStore {
         let (lower, upper) = (lower_bound(range), upper_bound(range));
         if is_empty_range(lower, upper) {
             // BTreeMap::range panics on inverted bounds; an inverted range is simply empty.
-            return ScanPage { items, more: false };
+            return ScanPage {
+                items,
+                more: false,
+                applied_offset: self.applied_offset,
+            };
         }
         // The map runs from the largest key down: the range is read backwards, from its
         // lower bound up.
@@ -196,7 +209,11 @@ impl TopicStore {
             let key = slot.key();
             if !key.starts_with(&range.prefix) {
                 // Past the prefix's block of keys: nothing further can match.
-                return ScanPage { items, more: false };
+                return ScanPage {
+                    items,
+                    more: false,
+                    applied_offset: self.applied_offset,
+                };
             }
             let value = self.value_of(slot);
             bytes += key.len() + value.bytes.len();
@@ -208,7 +225,11 @@ impl TopicStore {
         let more = iter
             .next()
             .is_some_and(|slot| slot.key().starts_with(&range.prefix));
-        ScanPage { items, more }
+        ScanPage {
+            items,
+            more,
+            applied_offset: self.applied_offset,
+        }
     }
 
     /// Counts for the topics listing and metrics.
@@ -401,6 +422,12 @@ impl SharedStore {
         self.read().get(key)
     }
 
+    /// The current value of `key` and the applied offset it is the value at, read together.
+    pub fn get_at(&self, key: &[u8]) -> (Option<Value>, i64) {
+        let store = self.read();
+        (store.get(key), store.applied_offset())
+    }
+
     /// One page of keys in `range`; see [`TopicStore::scan`].
     pub fn scan(&self, range: &KeyRange, limit: usize, max_bytes: usize) -> ScanPage {
         self.read().scan(range, limit, max_bytes)
@@ -409,6 +436,17 @@ impl SharedStore {
     /// Counts for the topics listing and metrics.
     pub fn stats(&self) -> StoreStats {
         self.read().stats()
+    }
+
+    /// The versions of `keys` (`None` for an absent key) and the applied offset they are the
+    /// versions at, read together.
+    pub fn versions<'a>(
+        &self,
+        keys: impl IntoIterator<Item = &'a [u8]>,
+    ) -> (i64, Vec<Option<i64>>) {
+        let store = self.read();
+        let versions = keys.into_iter().map(|key| store.get_version(key)).collect();
+        (store.applied_offset(), versions)
     }
 
     /// The offset after the last applied record.
@@ -459,6 +497,7 @@ mod tests {
                 key: self.key.as_deref(),
                 value: self.value.as_deref(),
                 content_type: self.content_type.as_deref(),
+                batch: None,
             }
         }
 
@@ -468,6 +507,7 @@ mod tests {
                 key: self.key.clone().expect("own writes have keys"),
                 value: self.value.clone(),
                 content_type: self.content_type.clone(),
+                batch: None,
             };
             (self.offset, record)
         }
@@ -553,6 +593,7 @@ mod tests {
             key: None,
             value: Some(b"x"),
             content_type: None,
+            batch: None,
         });
         assert_eq!(store.stats().keys, 0);
         assert_eq!(store.applied_offset(), 1);

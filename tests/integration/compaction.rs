@@ -12,7 +12,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::common::{Broker, Flavor, Server, ServerOptions, topic};
+use crate::common::{Broker, Server, ServerOptions, topic};
 
 /// Topic settings under which the cleaner runs within seconds.
 const CLEAN_QUICKLY: &[(&str, &str)] = &[
@@ -26,13 +26,7 @@ const KEYS: usize = 30;
 const ROUNDS: usize = 12;
 
 fn kafka() -> &'static Broker {
-    let broker = Broker::shared();
-    assert_eq!(
-        broker.flavor(),
-        Flavor::Kafka,
-        "these tests need Apache Kafka's log cleaner and transactions"
-    );
-    broker
+    Broker::shared_kafka("Apache Kafka's log cleaner and transactions")
 }
 
 /// The state as (key, value, version) triples, from the range endpoint.

@@ -6,6 +6,7 @@ mod batch;
 mod clients;
 mod cluster;
 mod compaction;
+mod consistency;
 mod faults;
 mod fuzz;
 mod history;

@@ -99,6 +99,14 @@ impl Broker {
         })
     }
 
+    /// The shared broker, for tests that need Apache Kafka itself (`needs`: what of it, for
+    /// the message when the run is on another broker).
+    pub fn shared_kafka(needs: &str) -> &'static Broker {
+        let broker = Broker::shared();
+        assert_eq!(broker.flavor(), Flavor::Kafka, "these tests need {needs}");
+        broker
+    }
+
     /// A broker of this test's own, started.
     pub fn dedicated() -> Broker {
         let mut broker = Broker::not_started();

@@ -1,0 +1,494 @@
+//! Transactions: conditional writes and atomic batches produce their records in a Kafka
+//! transaction, which the writer commits once their conditions hold and aborts otherwise.
+//!
+//! A replica keeps a pool of transactional producers, one open transaction each. Each has a
+//! `transactional.id` of its own, `<consistency.transactional_id>-<slot>`, the same across
+//! restarts of the replica: initialising a producer with it fences the previous incarnation
+//! and aborts the transaction it left open, instead of leaving it to stall every replica's
+//! `read_committed` reads of the topic until `consistency.transaction_timeout`. The pool is
+//! initialised at startup for that reason ([`Kafka::prepare_transactions`]).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use futures::channel::oneshot;
+use futures::future::join_all;
+use rdkafka::Message as _;
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer as _, ProducerContext};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::producer::classify;
+use super::{Kafka, KafkaContext, client_config};
+use crate::config::Config;
+use crate::log::{LogFuture, ProduceError, Transaction};
+use crate::metrics;
+use crate::record::Record;
+
+/// How long the acknowledgement thread waits for events before checking whether to stop.
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+type Reply = oneshot::Sender<Result<i64, ProduceError>>;
+
+/// The transactional producers of this replica, one transaction open on each at most.
+pub(super) struct TransactionPool {
+    /// Producers not in a transaction, by slot.
+    idle: Mutex<Vec<Slot>>,
+    available: Arc<Semaphore>,
+    config: Arc<Config>,
+    context: KafkaContext,
+}
+
+/// One place in the pool: its `transactional.id` and, once initialised, its producer.
+struct Slot {
+    transactional_id: String,
+    producer: Option<Arc<TransactionalProducer>>,
+}
+
+/// A librdkafka producer with a `transactional.id`, and the thread that serves its
+/// acknowledgements.
+struct TransactionalProducer {
+    client: Arc<BaseProducer<Deliveries>>,
+    stop: Arc<AtomicBool>,
+    poller: Option<JoinHandle<()>>,
+}
+
+/// Answers each record's delivery to the writer waiting for it.
+struct Deliveries {
+    context: KafkaContext,
+}
+
+impl ClientContext for Deliveries {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        self.context.log(level, facility, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.context.error(error, reason);
+    }
+}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = Box<Reply>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, reply: Box<Reply>) {
+        let outcome = match result {
+            Ok(message) => Ok(message.offset()),
+            Err((error, _)) => Err(classify(error)),
+        };
+        let _ = reply.send(outcome);
+    }
+}
+
+/// The settings of a transactional producer.
+fn settings(config: &Config, transactional_id: &str) -> Vec<(&'static str, String)> {
+    let timeout = config.consistency.transaction_timeout;
+    // librdkafka refuses a message timeout longer than the transaction's.
+    let message_timeout = config.write_timeout.min(timeout);
+    let mut settings = super::producer::settings(config);
+    settings.retain(|(key, _)| *key != "message.timeout.ms");
+    settings.extend([
+        ("transactional.id", transactional_id.to_owned()),
+        ("transaction.timeout.ms", timeout.as_millis().to_string()),
+        (
+            "message.timeout.ms",
+            message_timeout.as_millis().to_string(),
+        ),
+    ]);
+    settings
+}
+
+impl TransactionalProducer {
+    /// Creates the producer and initialises its transactions, which fences any other
+    /// producer with the same id and aborts what that one left open. Blocks.
+    fn start(
+        config: &Config,
+        context: KafkaContext,
+        transactional_id: &str,
+        timeout: Duration,
+    ) -> Result<TransactionalProducer, ProduceError> {
+        let fail = |error: KafkaError| {
+            ProduceError::NotWritten(format!("cannot start a transactional producer: {error}"))
+        };
+        let client: Arc<BaseProducer<Deliveries>> = Arc::new(
+            client_config(config, settings(config, transactional_id))
+                .and_then(|client| client.create_with_context(Deliveries { context }))
+                .map_err(fail)?,
+        );
+        let stop = Arc::new(AtomicBool::new(false));
+        let poller = std::thread::Builder::new()
+            .name("kvstore-txn".into())
+            .spawn({
+                let client = client.clone();
+                let stop = stop.clone();
+                move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        client.poll(POLL_INTERVAL);
+                    }
+                }
+            })
+            .map_err(|error| fail(KafkaError::ClientCreation(error.to_string())))?;
+        let producer = TransactionalProducer {
+            client,
+            stop,
+            poller: Some(poller),
+        };
+        producer.client.init_transactions(timeout).map_err(fail)?;
+        tracing::debug!(transactional_id, "transactional producer ready");
+        Ok(producer)
+    }
+}
+
+impl Drop for TransactionalProducer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(poller) = self.poller.take() {
+            let _ = poller.join();
+        }
+    }
+}
+
+impl TransactionPool {
+    pub(super) fn new(config: Arc<Config>, context: KafkaContext) -> TransactionPool {
+        // The service sets it from the port it listens on before creating the clients.
+        let prefix = config
+            .consistency
+            .transactional_id_or_default(config.listen.port());
+        let slots = (0..config.consistency.transactions)
+            .map(|slot| Slot {
+                transactional_id: format!("{prefix}-{slot}"),
+                producer: None,
+            })
+            .collect::<Vec<_>>();
+        TransactionPool {
+            available: Arc::new(Semaphore::new(slots.len())),
+            idle: Mutex::new(slots),
+            config,
+            context,
+        }
+    }
+
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Slot>> {
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes an idle slot, waiting up to `timeout` for one.
+    async fn take(self: &Arc<Self>, timeout: Duration) -> Result<Taken, ProduceError> {
+        let permit = tokio::time::timeout(timeout, self.available.clone().acquire_owned())
+            .await
+            .map_err(|_| ProduceError::QueueFull)?
+            .map_err(|_| ProduceError::NotWritten("the service is stopping".into()))?;
+        let slot = self
+            .idle()
+            .pop()
+            .ok_or_else(|| ProduceError::NotWritten("no transactional producer free".into()))?;
+        Ok(Taken {
+            slot: Some(slot),
+            _permit: permit,
+            pool: self.clone(),
+        })
+    }
+
+    /// Initialises every slot's producer, so that transactions this replica left open before
+    /// a restart are aborted now. A slot that fails is initialised again on first use.
+    pub(super) async fn prepare(self: &Arc<Self>) {
+        let timeout = self.config.kafka.admin_timeout.max(Duration::from_secs(10));
+        let mut taken = Vec::new();
+        for _ in 0..self.config.consistency.transactions {
+            match self.take(timeout).await {
+                Ok(slot) => taken.push(slot),
+                Err(_) => break,
+            }
+        }
+        let started = join_all(taken.into_iter().map(|mut slot| async move {
+            let outcome = slot.producer(timeout).await.map(|_| ());
+            (slot.transactional_id().to_owned(), outcome)
+        }))
+        .await;
+        for (transactional_id, outcome) in started {
+            if let Err(error) = outcome {
+                tracing::warn!(transactional_id, %error, "transactional producer not ready yet; retrying on first use");
+            }
+        }
+    }
+}
+
+/// A slot taken from the pool; it goes back when this is dropped.
+struct Taken {
+    slot: Option<Slot>,
+    _permit: OwnedSemaphorePermit,
+    pool: Arc<TransactionPool>,
+}
+
+impl Taken {
+    fn slot(&mut self) -> &mut Slot {
+        self.slot
+            .as_mut()
+            .expect("a taken slot is held until dropped")
+    }
+
+    fn transactional_id(&self) -> &str {
+        &self
+            .slot
+            .as_ref()
+            .expect("a taken slot is held until dropped")
+            .transactional_id
+    }
+
+    /// The slot's producer, started first if it has none.
+    async fn producer(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<Arc<TransactionalProducer>, ProduceError> {
+        if let Some(producer) = &self.slot().producer {
+            return Ok(producer.clone());
+        }
+        let config = self.pool.config.clone();
+        let context = self.pool.context.clone();
+        let transactional_id = self.transactional_id().to_owned();
+        let producer = tokio::task::spawn_blocking(move || {
+            TransactionalProducer::start(&config, context, &transactional_id, timeout)
+        })
+        .await
+        .map_err(|error| ProduceError::NotWritten(format!("producer start aborted: {error}")))??;
+        let producer = Arc::new(producer);
+        self.slot().producer = Some(producer.clone());
+        Ok(producer)
+    }
+
+    /// Drops the slot's producer after an error it cannot recover from; the next transaction
+    /// on the slot starts a new one.
+    fn discard_producer(&mut self, error: &KafkaError) {
+        let fenced = matches!(
+            error.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch)
+        );
+        let transactional_id = self.transactional_id().to_owned();
+        if fenced {
+            tracing::error!(
+                transactional_id,
+                "another producer uses this transactional id and fenced this one: give every \
+                 replica its own consistency.transactional_id"
+            );
+        } else {
+            tracing::warn!(transactional_id, %error, "transactional producer failed; starting a new one");
+        }
+        if let Some(producer) = self.slot().producer.take() {
+            // Joining its thread waits on librdkafka: keep that off the async workers.
+            tokio::task::spawn_blocking(move || drop(producer));
+        }
+    }
+}
+
+impl Drop for Taken {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            self.pool.idle().push(slot);
+        }
+    }
+}
+
+/// An open transaction on one topic's partition 0.
+struct KafkaTransaction {
+    topic: String,
+    taken: Option<Taken>,
+    producer: Arc<TransactionalProducer>,
+    /// When the transaction must have ended, by `write_timeout`.
+    deadline: Instant,
+}
+
+impl Kafka {
+    /// Starts a transaction on `topic`, waiting for a free producer up to `write_timeout`.
+    pub async fn begin_transaction(
+        &self,
+        topic: &str,
+    ) -> Result<Box<dyn Transaction>, ProduceError> {
+        let deadline = Instant::now() + self.config().write_timeout;
+        let mut taken = self
+            .inner
+            .transactions
+            .take(self.config().write_timeout)
+            .await?;
+        let producer = taken.producer(remaining(deadline)).await?;
+        if let Err(error) = producer.client.begin_transaction() {
+            taken.discard_producer(&error);
+            return Err(ProduceError::NotWritten(format!(
+                "cannot begin a transaction: {error}"
+            )));
+        }
+        Ok(Box::new(KafkaTransaction {
+            topic: topic.to_owned(),
+            taken: Some(taken),
+            producer,
+            deadline,
+        }))
+    }
+
+    /// Initialises the transactional producers; see [`TransactionPool::prepare`].
+    pub async fn prepare_transactions(&self) {
+        self.inner.transactions.prepare().await;
+    }
+}
+
+fn remaining(deadline: Instant) -> Duration {
+    deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(1))
+}
+
+impl Transaction for KafkaTransaction {
+    fn send(&mut self, records: &[Record]) -> LogFuture<'_, Result<Vec<i64>, ProduceError>> {
+        let mut outcomes = Vec::with_capacity(records.len());
+        let mut failure = None;
+        for record in records {
+            let (reply, outcome) = oneshot::channel();
+            let mut base =
+                BaseRecord::<[u8], [u8], Box<Reply>>::with_opaque_to(&self.topic, Box::new(reply))
+                    .partition(0)
+                    .key(record.key.as_slice());
+            if let Some(value) = &record.value {
+                base = base.payload(value.as_slice());
+            }
+            if let Some(headers) = super::headers(record) {
+                base = base.headers(headers);
+            }
+            if let Err((error, _)) = self.producer.client.send(base) {
+                failure = Some(classify(&error));
+                break;
+            }
+            outcomes.push(outcome);
+        }
+        let deadline = self.deadline;
+        Box::pin(async move {
+            if let Some(error) = failure {
+                return Err(error);
+            }
+            let delivered = tokio::time::timeout(remaining(deadline), join_all(outcomes))
+                .await
+                .map_err(|_| {
+                    ProduceError::Unknown("no acknowledgement before the write timed out".into())
+                })?;
+            delivered
+                .into_iter()
+                .map(|outcome| {
+                    outcome.unwrap_or_else(|_| {
+                        Err(ProduceError::Unknown(
+                            "the producer stopped before the broker answered".into(),
+                        ))
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn commit(mut self: Box<Self>) -> LogFuture<'static, Result<(), ProduceError>> {
+        let mut taken = self.taken.take();
+        let producer = self.producer.clone();
+        let deadline = self.deadline;
+        Box::pin(async move {
+            let outcome = tokio::task::spawn_blocking(move || commit(&producer, deadline))
+                .await
+                .unwrap_or_else(|error| {
+                    Err((
+                        ProduceError::Unknown(format!("commit aborted: {error}")),
+                        None,
+                    ))
+                });
+            let result = match outcome {
+                Ok(()) => Ok(()),
+                Err((error, broken)) => {
+                    if let (Some(taken), Some(broken)) = (taken.as_mut(), broken) {
+                        taken.discard_producer(&broken);
+                    }
+                    Err(error)
+                }
+            };
+            metrics::transaction_ended(if result.is_ok() {
+                "committed"
+            } else {
+                "failed"
+            });
+            drop(taken);
+            result
+        })
+    }
+
+    fn abort(mut self: Box<Self>) -> LogFuture<'static, ()> {
+        let taken = self.taken.take();
+        let producer = self.producer.clone();
+        let deadline = self.deadline;
+        Box::pin(async move {
+            let _ = tokio::task::spawn_blocking(move || abort(taken, &producer, deadline)).await;
+        })
+    }
+}
+
+impl Drop for KafkaTransaction {
+    /// A transaction neither committed nor aborted (its request was dropped, say) is aborted
+    /// in the background; its slot is free once that is done.
+    fn drop(&mut self) {
+        if let Some(taken) = self.taken.take() {
+            let producer = self.producer.clone();
+            let deadline = self.deadline;
+            tokio::task::spawn_blocking(move || abort(Some(taken), &producer, deadline));
+        }
+    }
+}
+
+/// Commits, retrying what librdkafka says may be retried until `deadline`. On failure, the
+/// error for the writer and, if the producer cannot go on, librdkafka's error.
+fn commit(
+    producer: &TransactionalProducer,
+    deadline: Instant,
+) -> Result<(), (ProduceError, Option<KafkaError>)> {
+    loop {
+        let error = match producer.client.commit_transaction(remaining(deadline)) {
+            Ok(()) => return Ok(()),
+            Err(error) => error,
+        };
+        let KafkaError::Transaction(details) = &error else {
+            // The flush before the commit failed: some record was not acknowledged.
+            return Err((ProduceError::Unknown(error.to_string()), Some(error)));
+        };
+        if details.txn_requires_abort() {
+            // The broker or librdkafka aborted it (an unacknowledged record, a transaction
+            // timed out): nothing of it becomes visible.
+            let _ = producer.client.abort_transaction(remaining(deadline));
+            return Err((ProduceError::NotWritten(error.to_string()), None));
+        }
+        if details.is_fatal() {
+            // Fenced by a producer with the same id, which aborts this transaction; any other
+            // fatal error leaves the outcome to whoever initialises the id next.
+            let fenced = details.code() == RDKafkaErrorCode::ProducerFenced;
+            let outcome = if fenced {
+                ProduceError::NotWritten(error.to_string())
+            } else {
+                ProduceError::Unknown(error.to_string())
+            };
+            return Err((outcome, Some(error)));
+        }
+        if details.is_retriable() && Instant::now() < deadline {
+            continue;
+        }
+        // Timed out: the commit may still complete. The producer cannot start another
+        // transaction until this one is resolved, so it is replaced; initialising the next
+        // one with the same id completes or aborts this transaction.
+        return Err((ProduceError::Unknown(error.to_string()), Some(error)));
+    }
+}
+
+/// Aborts, then gives the slot back (or replaces its producer if the abort failed).
+fn abort(mut taken: Option<Taken>, producer: &TransactionalProducer, deadline: Instant) {
+    // At least a moment, even past the request's deadline: an abort that reaches the broker
+    // frees every replica's reads at once instead of at the transaction's timeout.
+    let timeout = remaining(deadline).max(Duration::from_secs(1));
+    let result: KafkaResult<()> = producer.client.abort_transaction(timeout);
+    metrics::transaction_ended("aborted");
+    if let (Err(error), Some(taken)) = (result, taken.as_mut()) {
+        taken.discard_producer(&error);
+    }
+}
