@@ -221,15 +221,25 @@ impl Writer {
         records: Vec<Record>,
         started: Instant,
     ) -> Result<Vec<i64>, WriteError> {
-        let Some(&last) = offsets.iter().max() else {
-            return Ok(offsets);
-        };
         let applied_here = topic
             .store()
             .apply_own(offsets.iter().copied().zip(records));
         if applied_here > 0 {
             metrics::records_applied(topic.name(), applied_here as u64);
         }
+        self.wait_for(topic, offsets, started).await
+    }
+
+    /// Waits until this replica has applied the last of `offsets`.
+    async fn wait_for(
+        &self,
+        topic: &Topic,
+        offsets: Vec<i64>,
+        started: Instant,
+    ) -> Result<Vec<i64>, WriteError> {
+        let Some(&last) = offsets.iter().max() else {
+            return Ok(offsets);
+        };
         let remaining = self.timeout.saturating_sub(started.elapsed());
         match topic.store().wait_applied(last, remaining).await {
             Ok(()) => Ok(offsets),
@@ -333,7 +343,13 @@ impl Writer {
                 committed = ?started.elapsed(),
                 "transaction committed"
             );
-            return self.apply_and_wait(topic, offsets, records, started).await;
+            // Not applied ahead of the replay, unlike plain writes: the commit returns once
+            // the coordinator has decided, before the commit marker is in the partition, and
+            // until then readers elsewhere (a strong read asking the broker for the last
+            // stable offset) would not see the records yet. The replay applies them once the
+            // marker is there, so the answer below implies every reader can see them.
+            drop(records);
+            return self.wait_for(topic, offsets, started).await;
         }
         Err(WriteError::Interleaved {
             attempts: CONTIGUOUS_ATTEMPTS,

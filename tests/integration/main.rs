@@ -14,6 +14,7 @@ mod hostile;
 mod in_process;
 mod kafka_security;
 mod keys;
+mod linearizability;
 mod model;
 mod network;
 mod operations;
