@@ -72,29 +72,22 @@ async fn overwrite_and_delete(server: &Server, topic: &str) -> (usize, i64) {
     (records, last)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn after_the_cleaner_ran_a_fresh_replica_equals_one_that_saw_every_write() {
-    let broker = kafka();
-    let topic = topic("cleaned");
-    broker.create_topic_with(&topic, 1, CLEAN_QUICKLY).await;
-    let writer = Server::start(&broker.address());
-    // A replica that replays slowly, through the writes and the cleaning.
-    let slow = Server::start_with(
-        &broker.address(),
-        ServerOptions::default().env("FAILPOINTS", "replay-apply=sleep(40)"),
-    );
-    assert_eq!(slow.get(&topic, "k00").await.0, StatusCode::NOT_FOUND);
-
-    let (written, mut last) = overwrite_and_delete(&writer, &topic).await;
-    let deleted: BTreeSet<String> = (5..10).map(|k| format!("k{k:02}")).collect();
-
-    // Keep writing one key until the cleaner has removed overwritten values and the deleted
-    // keys' tombstones: a bare consumer from offset 0 then sees fewer records than were
-    // written, and none of the deleted keys.
+/// Writes one key through `writer` until the cleaner has removed overwritten values and the
+/// `deleted` keys' tombstones: a bare consumer from offset 0 then sees fewer than `written`
+/// records (plus the filler's), and none of the deleted keys. Returns how many filler writes
+/// it took and the last offset written.
+async fn wait_until_cleaned(
+    broker: &Broker,
+    writer: &Server,
+    topic: &str,
+    written: usize,
+    deleted: &BTreeSet<String>,
+) -> (usize, i64) {
     let started = Instant::now();
     let mut filler = 0;
+    let mut last = -1;
     let log = loop {
-        let log = broker.read_all(&topic);
+        let log = broker.read_all(topic);
         let tombstones_left = log.iter().any(|r| {
             r.key
                 .as_deref()
@@ -109,20 +102,39 @@ async fn after_the_cleaner_ran_a_fresh_replica_equals_one_that_saw_every_write()
              tombstones left: {tombstones_left}",
             log.len()
         );
-        last = writer.put_ok(&topic, "filler", format!("f{filler}")).await;
+        last = writer.put_ok(topic, "filler", format!("f{filler}")).await;
         filler += 1;
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
-    let total = written + filler;
     eprintln!(
-        "compaction: {total} records written, {} left after cleaning ({:.1} s, offsets up to \
-         {last}); tombstones of {} deleted keys expired",
+        "compaction: {} records written, {} left after cleaning ({:.1} s); tombstones of {} \
+         deleted keys expired",
+        written + filler,
         log.len(),
         started.elapsed().as_secs_f64(),
         deleted.len()
     );
-    assert!(log.len() < total);
+    (filler, last)
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_cleaner_ran_a_fresh_replica_equals_one_that_saw_every_write() {
+    let broker = kafka();
+    let topic = topic("cleaned");
+    broker.create_topic_with(&topic, 1, CLEAN_QUICKLY).await;
+    let writer = Server::start(&broker.address());
+    // A replica that replays slowly, through the writes and the cleaning.
+    let slow = Server::start_with(
+        &broker.address(),
+        ServerOptions::default().env("FAILPOINTS", "replay-apply=sleep(40)"),
+    );
+    assert_eq!(slow.get(&topic, "k00").await.0, StatusCode::NOT_FOUND);
+
+    let (written, last_written) = overwrite_and_delete(&writer, &topic).await;
+    let deleted: BTreeSet<String> = (5..10).map(|k| format!("k{k:02}")).collect();
+
+    let (filler, last) = wait_until_cleaned(broker, &writer, &topic, written, &deleted).await;
+    let last = last.max(last_written);
     writer.wait_applied(&topic, last).await;
     let expected = state(&writer, &topic).await;
     // The filler key is there if the cleaner needed more writes to get going.
@@ -245,5 +257,127 @@ async fn transaction_markers_and_aborted_records_hold_up_no_write_and_no_readine
         started.elapsed() < Duration::from_secs(2),
         "{:?}",
         started.elapsed()
+    );
+}
+
+/// PUT `value` under `key` with one condition header; returns the status and the offset.
+async fn put_if(
+    server: &Server,
+    topic: &str,
+    key: &str,
+    value: &str,
+    header: (&str, &str),
+) -> (StatusCode, Option<i64>) {
+    let response = server
+        .http()
+        .put(server.key_url(topic, key))
+        .header("content-type", "text/plain")
+        .header(header.0, header.1)
+        .body(value.to_owned())
+        .send()
+        .await
+        .expect("PUT sent");
+    let (status, body) = crate::common::json_of(response).await;
+    (status, body["offset"].as_i64())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_cleaner_ran_over_accepted_and_rejected_conditional_writes_replicas_agree() {
+    const ROUNDS: usize = 10;
+    let broker = kafka();
+    let topic = topic("cleaned-conditional");
+    broker.create_topic_with(&topic, 1, CLEAN_QUICKLY).await;
+    let servers = [
+        Server::start(&broker.address()),
+        Server::start(&broker.address()),
+    ];
+    let deleted: BTreeSet<String> = (0..3).map(|k| format!("c{k}")).collect();
+    // Committed records only: a bare consumer reads `read_committed` and so never counts
+    // the aborted ones.
+    let mut committed = 0;
+    let (mut accepted, mut rejected) = (0, 0);
+    let mut last = 0;
+    let mut versions: Vec<Option<i64>> = vec![None; 10];
+    for round in 0..ROUNDS {
+        for (k, version) in versions.iter_mut().enumerate() {
+            let key = format!("c{k}");
+            if round > 6 && deleted.contains(&key) {
+                continue;
+            }
+            let server = &servers[(k + round) % 2];
+            let value = format!("r{round}");
+            let condition = match version {
+                Some(v) => ("If-Match", format!("\"{v}\"")),
+                None => ("If-None-Match", "*".to_owned()),
+            };
+            let (status, offset) = if round == 6 && deleted.contains(&key) {
+                let response = server
+                    .http()
+                    .delete(server.key_url(&topic, &key))
+                    .header(condition.0, &condition.1)
+                    .send()
+                    .await
+                    .expect("DELETE sent");
+                let (status, body) = crate::common::json_of(response).await;
+                (status, body["offset"].as_i64())
+            } else {
+                put_if(server, &topic, &key, &value, (condition.0, &condition.1)).await
+            };
+            assert_eq!(status, StatusCode::OK, "round {round}, {key}");
+            let offset = offset.expect("offset");
+            *version = Some(offset);
+            (committed, accepted) = (committed + 1, accepted + 1);
+            // The same condition again, now stale, and a create of a key that exists: both
+            // refused, both leaving aborted records in the log.
+            let (status, _) =
+                put_if(server, &topic, &key, "stale", (condition.0, &condition.1)).await;
+            assert_eq!(
+                status,
+                StatusCode::PRECONDITION_FAILED,
+                "round {round}, {key}"
+            );
+            rejected += 1;
+        }
+        let batch = |check: i64| {
+            json!({"atomic": true,
+                   "ops": [{"op": "put", "key": "b0", "value": round},
+                           {"op": "put", "key": "b1", "value": round},
+                           {"op": "delete", "key": "b2"}],
+                   "checks": [{"key": "c9", "if_version": check}]})
+        };
+        let c9 = versions[9].expect("c9 written");
+        let (status, body) = servers[round % 2]
+            .batch(&topic, &batch(c9 + 1_000_000))
+            .await;
+        assert_eq!(status, StatusCode::PRECONDITION_FAILED, "{body}");
+        let (status, body) = servers[round % 2].batch(&topic, &batch(c9)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        last = body["offset"].as_i64().expect("offset");
+        (committed, accepted, rejected) = (committed + 3, accepted + 1, rejected + 1);
+        // Past segment.ms, so that the next round's first append rolls the segment.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let mut deleted = deleted;
+    deleted.insert("b2".to_owned());
+    let (_, filler_last) =
+        wait_until_cleaned(broker, &servers[0], &topic, committed, &deleted).await;
+    let last = last.max(filler_last);
+    let fresh = Server::start(&broker.address());
+    let mut states = Vec::new();
+    for server in servers.iter().chain([&fresh]) {
+        server.wait_applied(&topic, last).await;
+        states.push(state(server, &topic).await);
+    }
+    let keys: Vec<&str> = states[0].iter().map(|(key, ..)| key.as_str()).collect();
+    assert!(
+        keys.contains(&"c9") && !keys.contains(&"c0") && !keys.contains(&"b2"),
+        "{keys:?}"
+    );
+    assert_eq!(states[0], states[1], "the two replicas that wrote");
+    assert_eq!(states[0], states[2], "a fresh replica after the cleaning");
+    eprintln!(
+        "compaction over conditional writes: {accepted} accepted, {rejected} refused (aborted \
+         in the log); {} keys agree on three replicas",
+        states[0].len()
     );
 }

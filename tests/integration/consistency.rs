@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::common::{Broker, Server, json_of, topic};
+use crate::common::{Broker, Server, ServerOptions, json_of, topic};
 
 fn kafka() -> &'static Broker {
     Broker::shared_kafka("Apache Kafka's transactions")
@@ -516,4 +516,89 @@ async fn malformed_conditional_batches_are_refused_and_write_nothing() {
         StatusCode::NOT_FOUND,
         "a refused batch wrote something"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_killed_inside_a_transaction_holds_others_up_about_its_timeout_and_leaves_nothing()
+ {
+    const TIMEOUT: Duration = Duration::from_secs(3);
+    let broker = kafka();
+    let topic = topic("killed");
+    // The doomed replica stops for 30 s once it has produced a transaction's records, before
+    // judging them: the transaction is open when it is killed.
+    let doomed = Server::start_with(
+        &broker.address(),
+        ServerOptions::default()
+            .env("KVSTORE_CONSISTENCY__TRANSACTION_TIMEOUT", "3s")
+            .env("FAILPOINTS", "judge=sleep(30000)"),
+    );
+    let other = Server::start(&broker.address());
+    other.put_ok(&topic, "before", "1").await;
+    let batch = json!({"atomic": true,
+                       "ops": [{"op": "put", "key": "half/1", "value": 1},
+                               {"op": "put", "key": "half/2", "value": 2}],
+                       "checks": [{"key": "before", "if_exists": true}]});
+    let request = doomed
+        .http()
+        .post(doomed.url(&format!("/v1/{topic}/batch")))
+        .json(&batch)
+        .send();
+    let pending = tokio::spawn(request);
+    // Wait until the transaction's records are in the log (past the end of `before`).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while end_offset(broker, &topic) < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the transaction's records never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(doomed.signal("KILL"), "the replica was killed");
+    let killed = Instant::now();
+    assert!(
+        pending.await.expect("joined").is_err(),
+        "a killed replica answered"
+    );
+
+    // A plain write through the other replica is stored at once but applied only once the
+    // broker has aborted the open transaction.
+    let offset = other.put_ok(&topic, "after", "2").await;
+    let held_for = killed.elapsed();
+    eprintln!(
+        "killed inside a transaction: a write through another replica answered {:.2} s after \
+         the kill (transaction timeout {TIMEOUT:?}), at offset {offset}",
+        held_for.as_secs_f64()
+    );
+    assert!(
+        held_for < TIMEOUT + Duration::from_secs(4),
+        "writes held up for {held_for:?}"
+    );
+    for key in ["half/1", "half/2"] {
+        let (status, ..) = get_with(&other, &topic, key, "consistency=strong").await;
+        assert_eq!(
+            status,
+            StatusCode::NOT_FOUND,
+            "{key} of the killed transaction"
+        );
+    }
+    let fresh = Server::start(&broker.address());
+    let (status, body, _) =
+        get_with(&fresh, &topic, "after", &format!("min_offset={offset}")).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "2"));
+    for key in ["half/1", "half/2"] {
+        let (status, ..) = get_with(&fresh, &topic, key, "").await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{key} on a fresh replica");
+    }
+}
+
+/// The partition's high watermark, records of open transactions included.
+fn end_offset(broker: &Broker, topic: &str) -> i64 {
+    let consumer: rdkafka::consumer::BaseConsumer = broker
+        .client_config()
+        .set("isolation.level", "read_uncommitted")
+        .create()
+        .expect("consumer");
+    rdkafka::consumer::Consumer::fetch_watermarks(&consumer, topic, 0, Duration::from_secs(5))
+        .map(|(_, high)| high)
+        .unwrap_or(-1)
 }
