@@ -12,7 +12,8 @@ pub const DEFAULT_URL: &str = "http://127.0.0.1:8080";
 const EXIT_STATUS_HELP: &str = "Exit status: 0 done, 1 no such key or topic, 2 bad usage or \
                                 input, 3 server unreachable or failing (retrying may help), 4 \
                                 request rejected as invalid, 5 token refused (401, 403) or \
-                                server certificate not trusted.";
+                                server certificate not trusted, 6 a condition (--if-match, \
+                                --if-absent, an atomic batch's) did not hold.";
 
 /// The client commands, each a subcommand of `kvstore`.
 #[derive(Debug, clap::Subcommand)]
@@ -55,6 +56,33 @@ pub struct Connection {
     pub security: SecurityArgs,
 }
 
+/// How fresh a read must be: `min_offset`, `consistency=strong` and `wait` of the HTTP API.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Freshness {
+    /// Answer only once the server has applied the write at this offset (what a write
+    /// printed), waiting for it if need be.
+    #[arg(long, value_name = "OFFSET")]
+    pub min_offset: Option<u64>,
+    /// Answer only once the server has applied every write acknowledged before the read.
+    #[arg(long)]
+    pub strong: bool,
+    /// How long the server may wait for that, e.g. `2s` [default: the server's, 5s].
+    #[arg(long, value_name = "DURATION")]
+    pub wait: Option<String>,
+}
+
+/// The conditions of `put` and `delete`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Conditions {
+    /// Write only if the key's version is this (the offset a read or write printed; `*`:
+    /// only if the key exists). Sent as `If-Match`.
+    #[arg(long, value_name = "VERSION")]
+    pub if_match: Option<String>,
+    /// Write only if the key does not exist. Sent as `If-None-Match: *`.
+    #[arg(long, conflicts_with = "if_match")]
+    pub if_absent: bool,
+}
+
 /// `kvstore get TOPIC KEY`.
 #[derive(Debug, clap::Args)]
 pub struct GetArgs {
@@ -62,6 +90,9 @@ pub struct GetArgs {
     pub topic: String,
     /// The key.
     pub key: String,
+    /// How fresh the value must be.
+    #[command(flatten)]
+    pub freshness: Freshness,
     /// The server, the timeout and the output format.
     #[command(flatten)]
     pub connection: Connection,
@@ -83,6 +114,9 @@ pub struct PutArgs {
     /// The value's content type [default: the server's, application/octet-stream].
     #[arg(long, short = 't', value_name = "TYPE")]
     pub content_type: Option<String>,
+    /// Write only if a condition holds.
+    #[command(flatten)]
+    pub conditions: Conditions,
     /// The server, the timeout and the output format.
     #[command(flatten)]
     pub connection: Connection,
@@ -95,6 +129,9 @@ pub struct DeleteArgs {
     pub topic: String,
     /// The key.
     pub key: String,
+    /// Delete only if a condition holds.
+    #[command(flatten)]
+    pub conditions: Conditions,
     /// The server, the timeout and the output format.
     #[command(flatten)]
     pub connection: Connection,
@@ -123,6 +160,9 @@ pub struct RangeArgs {
     /// Continue after a previous listing (its `next_cursor`, printed with --json and --limit).
     #[arg(long)]
     pub cursor: Option<String>,
+    /// How fresh the listing must be.
+    #[command(flatten)]
+    pub freshness: Freshness,
     /// The server, the timeout and the output format.
     #[command(flatten)]
     pub connection: Connection,
@@ -141,6 +181,11 @@ pub struct BatchArgs {
     /// Read the operations from this file (`-`: stdin).
     #[arg(long, short, value_name = "FILE", conflicts_with = "ops")]
     pub file: Option<PathBuf>,
+    /// All or nothing: every operation takes effect or none does; operations may then carry
+    /// `if_version` or `if_absent`, and `{"checks": [...]}` input states conditions on other
+    /// keys.
+    #[arg(long)]
+    pub atomic: bool,
     /// The server, the timeout and the output format.
     #[command(flatten)]
     pub connection: Connection,

@@ -44,7 +44,7 @@ struct GetOutput<'a> {
 /// content type and offset.
 async fn get(args: GetArgs) -> Result<(), ClientError> {
     let stored = client(&args.connection)?
-        .get_key(&args.topic, &args.key)
+        .get_key(&args.topic, &args.key, &args.freshness)
         .await?;
     let mut out = Output::stdout();
     if args.connection.json {
@@ -72,20 +72,29 @@ async fn get(args: GetArgs) -> Result<(), ClientError> {
 async fn put(args: PutArgs) -> Result<(), ClientError> {
     let value = read_input(args.value.as_deref(), args.file.as_deref())?;
     let answer = client(&args.connection)?
-        .put_key(&args.topic, &args.key, value, args.content_type.as_deref())
+        .put_key(
+            &args.topic,
+            &args.key,
+            value,
+            args.content_type.as_deref(),
+            &args.conditions,
+        )
         .await?;
     print_write(&answer, &args.connection)
 }
 
 async fn delete(args: DeleteArgs) -> Result<(), ClientError> {
     let answer = client(&args.connection)?
-        .delete_key(&args.topic, &args.key)
+        .delete_key(&args.topic, &args.key, &args.conditions)
         .await?;
     print_write(&answer, &args.connection)
 }
 
 async fn batch(args: BatchArgs) -> Result<(), ClientError> {
-    let body = batch_body(&read_input(args.ops.as_deref(), args.file.as_deref())?)?;
+    let mut body = batch_body(&read_input(args.ops.as_deref(), args.file.as_deref())?)?;
+    if args.atomic {
+        body["atomic"] = Value::Bool(true);
+    }
     let answer = client(&args.connection)?.batch(&args.topic, &body).await?;
     print_write(&answer, &args.connection)
 }
@@ -149,7 +158,9 @@ async fn range(args: RangeArgs) -> Result<(), ClientError> {
             limit,
             cursor: cursor.as_deref(),
         };
-        let page: RangePage = client.range_page(&args.topic, &query).await?;
+        let page: RangePage = client
+            .range_page(&args.topic, &query, &args.freshness)
+            .await?;
         // Opened once the first page is in, so a listing that fails at once prints nothing.
         if json && first_page {
             out.raw(b"{\"items\":[")?;

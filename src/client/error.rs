@@ -21,6 +21,8 @@ pub const EXIT_UNAVAILABLE: u8 = 3;
 pub const EXIT_REJECTED: u8 = 4;
 /// The server refused the token, or its certificate is not trusted.
 pub const EXIT_NOT_AUTHORIZED: u8 = 5;
+/// A conditional write's condition did not hold (412): nothing was written.
+pub const EXIT_CONDITION_FAILED: u8 = 6;
 
 /// A client command that failed.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +91,7 @@ impl ClientError {
             ClientError::Api {
                 status: 408 | 429, ..
             } => EXIT_UNAVAILABLE,
+            ClientError::Api { status: 412, .. } => EXIT_CONDITION_FAILED,
             ClientError::Api { status, .. } if (400..500).contains(status) => EXIT_REJECTED,
             ClientError::Api { .. }
             | ClientError::Unreachable { .. }
@@ -117,6 +120,7 @@ mod tests {
         assert_eq!(api(401).exit_code(), EXIT_NOT_AUTHORIZED);
         assert_eq!(api(403).exit_code(), EXIT_NOT_AUTHORIZED);
         assert_eq!(api(413).exit_code(), EXIT_REJECTED);
+        assert_eq!(api(412).exit_code(), EXIT_CONDITION_FAILED);
         assert_eq!(api(429).exit_code(), EXIT_UNAVAILABLE);
         assert_eq!(api(503).exit_code(), EXIT_UNAVAILABLE);
         assert_eq!(api(504).exit_code(), EXIT_UNAVAILABLE);

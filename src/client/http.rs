@@ -8,6 +8,7 @@ use reqwest::{Method, RequestBuilder, Response};
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
+use super::args::{Conditions, Freshness};
 use super::error::ClientError;
 use super::security::SecurityArgs;
 use crate::http::keys::OFFSET_HEADER;
@@ -82,10 +83,16 @@ impl KvClient {
         })
     }
 
-    /// `GET /v1/{topic}/keys/{key}`.
-    pub async fn get_key(&self, topic: &str, key: &str) -> Result<StoredValue, ClientError> {
+    /// `GET /v1/{topic}/keys/{key}`, as fresh as `freshness` asks.
+    pub async fn get_key(
+        &self,
+        topic: &str,
+        key: &str,
+        freshness: &Freshness,
+    ) -> Result<StoredValue, ClientError> {
         let url = self.key_url(topic, key)?;
-        let response = self.send(self.http.get(&url), &url).await?;
+        let request = self.http.get(&url).query(&freshness_query(freshness));
+        let response = self.send(request, &url).await?;
         let header = |name: &str| {
             response
                 .headers()
@@ -107,26 +114,35 @@ impl KvClient {
         })
     }
 
-    /// `PUT /v1/{topic}/keys/{key}`; answers the server's JSON as it came.
+    /// `PUT /v1/{topic}/keys/{key}`, if `conditions` hold; answers the server's JSON as it
+    /// came.
     pub async fn put_key(
         &self,
         topic: &str,
         key: &str,
         value: Vec<u8>,
         content_type: Option<&str>,
+        conditions: &Conditions,
     ) -> Result<Box<RawValue>, ClientError> {
         let url = self.key_url(topic, key)?;
-        let mut request = self.http.put(&url).body(value);
+        let mut request = with_conditions(self.http.put(&url).body(value), conditions)?;
         if let Some(content_type) = content_type {
             request = request.header("content-type", content_type);
         }
         self.json(request, &url).await
     }
 
-    /// `DELETE /v1/{topic}/keys/{key}`; answers the server's JSON as it came.
-    pub async fn delete_key(&self, topic: &str, key: &str) -> Result<Box<RawValue>, ClientError> {
+    /// `DELETE /v1/{topic}/keys/{key}`, if `conditions` hold; answers the server's JSON as it
+    /// came.
+    pub async fn delete_key(
+        &self,
+        topic: &str,
+        key: &str,
+        conditions: &Conditions,
+    ) -> Result<Box<RawValue>, ClientError> {
         let url = self.key_url(topic, key)?;
-        self.json(self.http.delete(&url), &url).await
+        let request = with_conditions(self.http.delete(&url), conditions)?;
+        self.json(request, &url).await
     }
 
     /// `GET /v1/{topic}/range`: one page.
@@ -134,6 +150,7 @@ impl KvClient {
         &self,
         topic: &str,
         query: &RangeQuery<'_>,
+        freshness: &Freshness,
     ) -> Result<T, ClientError> {
         let url = format!("{}/v1/{}/range", self.base, segment("topic", topic)?);
         let limit = query.limit.map(|l| l.to_string());
@@ -147,7 +164,12 @@ impl KvClient {
         .into_iter()
         .filter_map(|(name, value)| Some((name, value?)))
         .collect();
-        self.json(self.http.get(&url).query(&params), &url).await
+        let request = self
+            .http
+            .get(&url)
+            .query(&params)
+            .query(&freshness_query(freshness));
+        self.json(request, &url).await
     }
 
     /// `POST /v1/{topic}/batch` with `body`; answers the server's JSON as it came.
@@ -199,6 +221,48 @@ impl KvClient {
         let body = response.bytes().await.unwrap_or_default();
         Err(api_error(status.as_u16(), &body))
     }
+}
+
+/// The query parameters of `freshness`.
+fn freshness_query(freshness: &Freshness) -> Vec<(&'static str, String)> {
+    let mut query = Vec::new();
+    if let Some(offset) = freshness.min_offset {
+        query.push(("min_offset", offset.to_string()));
+    }
+    if freshness.strong {
+        query.push(("consistency", "strong".to_owned()));
+    }
+    if let Some(wait) = &freshness.wait {
+        query.push(("wait", wait.clone()));
+    }
+    query
+}
+
+/// `request` with the headers of `conditions`: a version becomes a quoted ETag.
+fn with_conditions(
+    request: RequestBuilder,
+    conditions: &Conditions,
+) -> Result<RequestBuilder, ClientError> {
+    let mut request = request;
+    if let Some(version) = &conditions.if_match {
+        let tag = match version.trim() {
+            "*" => "*".to_owned(),
+            version => {
+                let version: u64 = version.trim_matches('"').parse().map_err(|_| {
+                    ClientError::Usage(format!(
+                        "--if-match takes a version (an offset, as a read or write printed) or *, \
+                         not {version:?}"
+                    ))
+                })?;
+                format!("\"{version}\"")
+            }
+        };
+        request = request.header("if-match", tag);
+    }
+    if conditions.if_absent {
+        request = request.header("if-none-match", "*");
+    }
+    Ok(request)
 }
 
 /// A topic or key as one path segment. HTTP clients drop `.` and `..` segments (even

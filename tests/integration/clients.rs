@@ -71,18 +71,18 @@ async fn swagger_ui_is_served_from_the_binary_and_reads_openapi_json() {
 }
 
 /// What a `kvstore` client command did.
-struct Run {
-    code: i32,
+pub(crate) struct Run {
+    pub(crate) code: i32,
     stdout: Vec<u8>,
-    stderr: String,
+    pub(crate) stderr: String,
 }
 
 impl Run {
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8(self.stdout.clone()).expect("UTF-8 output")
     }
 
-    fn json(&self) -> serde_json::Value {
+    pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.stdout).unwrap_or_else(|e| {
             panic!(
                 "not JSON ({e}): {:?}",
@@ -92,14 +92,14 @@ impl Run {
     }
 
     /// Asserts success and returns stdout as text.
-    fn ok(self) -> String {
+    pub(crate) fn ok(self) -> String {
         assert_eq!(self.code, 0, "failed: {}", self.stderr);
         self.text()
     }
 }
 
 /// Runs `kvstore ARGS` with `KVSTORE_URL` pointing at `server`, feeding it `stdin`.
-fn kvstore(server: &str, args: &[&str], stdin: &[u8]) -> Run {
+pub(crate) fn kvstore(server: &str, args: &[&str], stdin: &[u8]) -> Run {
     use std::io::Write;
     use std::process::{Command, Stdio};
     let mut child = Command::new(env!("CARGO_BIN_EXE_kvstore"))

@@ -602,3 +602,99 @@ fn end_offset(broker: &Broker, topic: &str) -> i64 {
         .map(|(_, high)| high)
         .unwrap_or(-1)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_writes_conditionally_reads_fresh_and_batches_atomically() {
+    use crate::clients::kvstore;
+    let broker = kafka();
+    let topic = topic("cliconditional");
+    let (a, b) = (
+        Server::start(&broker.address()),
+        Server::start(&broker.address()),
+    );
+    let first: i64 = kvstore(a.base(), &["put", &topic, "k", "v1"], b"")
+        .ok()
+        .trim()
+        .parse()
+        .expect("an offset");
+    let version = first.to_string();
+    let second = kvstore(
+        b.base(),
+        &["put", &topic, "k", "v2", "--if-match", &version],
+        b"",
+    )
+    .ok();
+    // The same version again: the condition fails, exit status 6, and the message says why.
+    let stale = kvstore(
+        a.base(),
+        &["put", &topic, "k", "v3", "--if-match", &version],
+        b"",
+    );
+    assert_eq!(stale.code, 6, "{}", stale.stderr);
+    assert!(
+        stale.stderr.contains("precondition_failed") || stale.stderr.contains("not hold"),
+        "{}",
+        stale.stderr
+    );
+    let exists = kvstore(a.base(), &["put", &topic, "k", "v4", "--if-absent"], b"");
+    assert_eq!(exists.code, 6, "{}", exists.stderr);
+    assert_eq!(
+        kvstore(
+            a.base(),
+            &["get", &topic, "k", "--min-offset", second.trim()],
+            b""
+        )
+        .ok(),
+        "v2"
+    );
+    assert_eq!(
+        kvstore(
+            a.base(),
+            &["get", &topic, "k", "--strong", "--wait", "2s"],
+            b""
+        )
+        .ok(),
+        "v2"
+    );
+    let refused = kvstore(
+        b.base(),
+        &[
+            "batch",
+            &topic,
+            "--atomic",
+            r#"{"ops": [{"op": "put", "key": "j", "value": 1}], "checks": [{"key": "k", "if_absent": true}]}"#,
+        ],
+        b"",
+    );
+    assert_eq!(refused.code, 6, "{}", refused.stderr);
+    let done = kvstore(
+        b.base(),
+        &[
+            "batch",
+            &topic,
+            "--atomic",
+            r#"[{"op": "put", "key": "j", "value": 1}, {"op": "delete", "key": "k"}]"#,
+        ],
+        b"",
+    )
+    .ok();
+    let bad = kvstore(
+        a.base(),
+        &["put", &topic, "k", "x", "--if-match", "W/1"],
+        b"",
+    );
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert_eq!(
+        kvstore(
+            a.base(),
+            &["get", &topic, "j", "--min-offset", done.trim()],
+            b""
+        )
+        .ok(),
+        "1"
+    );
+    assert_eq!(
+        kvstore(a.base(), &["get", &topic, "k", "--strong"], b"").code,
+        1
+    );
+}
