@@ -132,12 +132,12 @@ def main():
         name: load(workdir, name)
         for name in [
             "roundtrip", "put-16", "batch-100", "batch-1000", "etcd-put-1", "etcd-put-16",
-            "etcd-get-64", "get-during-replay", "machine",
+            "etcd-get-64", "get-during-replay", "machine", "cas-16", "etcd-cas-1", "etcd-cas-16",
         ]
     }
     in_rounds = [
         "produce", "put-1", "healthz-1", "produce-followed", "put-64", "etcd-put-64",
-        "get-64", "healthz-64", "consume",
+        "get-64", "healthz-64", "consume", "cas-1", "strong-get-64",
     ]
     measured = {name: rounds(workdir, name) for name in in_rounds + ["replay", "memory"]}
     r.update((name, median_report(measured[name])) for name in in_rounds)
@@ -242,6 +242,15 @@ def main():
             f"the {count(replay['records'])} records of another topic", r["get-during-replay"],
             f"for the {r['get-during-replay']['elapsed_seconds']:.2f} s the replay took "
             f"meanwhile"),
+        row(12, "kvstore compare-and-set: GET, then PUT with If-Match", r["cas-1"],
+            "1000 keys; each a Kafka transaction"),
+        row(12, "kvstore compare-and-set", r["cas-16"],
+            "100000 keys, so few conflicts; one topic, so judged one after another"),
+        row(12, "etcd compare-and-set: range, then txn on mod_revision", r["etcd-cas-1"],
+            "1000 keys"),
+        row(12, "etcd compare-and-set", r["etcd-cas-16"], "100000 keys"),
+        row(12, f"kvstore GET with consistency=strong, {count(machine['get_keys'])} keys",
+            r["strong-get-64"], "one last-stable-offset question shared by concurrent reads"),
         "",
         "Ratios (the median of the rounds' ratios where measured in rounds):",
         "",
@@ -262,6 +271,14 @@ def main():
         f"{ratio(r['get-64']['operations_per_second'], r['etcd-get-64']['operations_per_second'])}",
         f"- kvstore GET p99 while replaying another topic / without (64 clients): "
         f"{ratio(r['get-during-replay']['latency_ms']['p99'], r['get-64']['latency_ms']['p99'])}",
+        f"- kvstore CAS p50 / kvstore PUT p50 (1 client): "
+        f"{by_round(p50(measured['cas-1']), p50(put_1))}",
+        f"- kvstore CAS p50 / kvstore PUT p50 (16 clients): "
+        f"{ratio(r['cas-16']['latency_ms']['p50'], r['put-16']['latency_ms']['p50'])}",
+        f"- kvstore CAS throughput / etcd's (16 clients): "
+        f"{ratio(r['cas-16']['operations_per_second'], r['etcd-cas-16']['operations_per_second'])}",
+        f"- kvstore strong GET throughput / plain GET throughput (64 clients): "
+        f"{by_round(throughput(measured['strong-get-64']), throughput(measured['get-64']))}",
         f"- replay rate / bare consumer rate: "
         f"{by_round(replay_rates, throughput(measured['consume']))}",
         f"- resident bytes per key / raw key + value bytes: "

@@ -25,6 +25,13 @@ pub enum Scenario {
     Put,
     /// Read one random key per request.
     Get,
+    /// Read one random key per request with `consistency=strong` (etcd: a linearizable
+    /// read, its default).
+    StrongGet,
+    /// Compare-and-set a random key: read it, then write it if unchanged (kvstore: PUT with
+    /// `If-Match`, or `If-None-Match: *` if absent; etcd: a `txn` comparing its
+    /// `mod_revision`). A write that lost the race counts as a `conflict` error.
+    Cas,
     /// Reads and writes, `--read-ratio` of them reads.
     Mixed,
     /// Read a page of `--batch-size` keys from a random start.
@@ -55,6 +62,8 @@ impl Scenario {
         match self {
             Scenario::Put => "put",
             Scenario::Get => "get",
+            Scenario::StrongGet => "strong-get",
+            Scenario::Cas => "cas",
             Scenario::Mixed => "mixed",
             Scenario::Range => "range",
             Scenario::Batch => "batch",

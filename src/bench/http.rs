@@ -37,6 +37,10 @@ pub enum Op {
     Put(u64),
     /// Read key number `.0`.
     Get(u64),
+    /// Read key number `.0`, reflecting every write acknowledged before.
+    StrongGet(u64),
+    /// Compare-and-set key number `.0`: read it, then write it if unchanged.
+    Cas(u64),
     /// Read a page of keys starting at key number `.0`.
     Range(u64),
     /// Write `count` keys from key number `first` on, wrapping around the key space.
@@ -89,6 +93,8 @@ impl Workload {
         match self.scenario {
             Scenario::Put => Op::Put(self.next_written(1)),
             Scenario::Get => Op::Get(rng.below(self.keys)),
+            Scenario::StrongGet => Op::StrongGet(rng.below(self.keys)),
+            Scenario::Cas => Op::Cas(rng.below(self.keys)),
             Scenario::Mixed if rng.unit() < self.read_ratio => Op::Get(rng.below(self.keys)),
             Scenario::Mixed => Op::Put(self.next_written(1)),
             Scenario::Range => Op::Range(rng.below(self.keys)),
@@ -165,9 +171,13 @@ impl HttpTarget {
                 .put(format!("{url}/v1/{topic}/keys/{}", key_name(key)))
                 .header("content-type", "application/octet-stream")
                 .body(self.value.clone()),
-            (Target::Kvstore, Op::Get(key)) => {
+            (Target::Kvstore, Op::Get(key) | Op::Cas(key)) => {
                 client.get(format!("{url}/v1/{topic}/keys/{}", key_name(key)))
             }
+            (Target::Kvstore, Op::StrongGet(key)) => client.get(format!(
+                "{url}/v1/{topic}/keys/{}?consistency=strong",
+                key_name(key)
+            )),
             (Target::Kvstore, Op::Range(start)) => client.get(format!(
                 "{url}/v1/{topic}/range?start={}&limit={}",
                 key_name(start),
@@ -184,7 +194,8 @@ impl HttpTarget {
             (Target::Etcd, Op::Put(key)) => client
                 .post(format!("{url}/v3/kv/put"))
                 .body(etcd_put_body(&key_name(key), &self.value_base64)),
-            (Target::Etcd, Op::Get(key)) => client
+            // etcd's reads are linearizable by default.
+            (Target::Etcd, Op::Get(key) | Op::StrongGet(key) | Op::Cas(key)) => client
                 .post(format!("{url}/v3/kv/range"))
                 .body(etcd_range_body(&key_name(key), None)),
             (Target::Etcd, Op::Range(start)) => client
@@ -202,6 +213,9 @@ impl HttpTarget {
 
     /// Sends `op` and reads the whole answer (so the connection can be reused).
     pub async fn execute(&self, op: Op) -> Outcome {
+        if let Op::Cas(key) = op {
+            return self.compare_and_set(key).await;
+        }
         let response = self.request(op).send().await.map_err(error_kind)?;
         let status = response.status();
         let body = response.bytes().await.map_err(error_kind)?;
@@ -209,10 +223,72 @@ impl HttpTarget {
             return Err(status.as_u16().to_string());
         }
         // etcd answers a read of a missing key with 200 and no `kvs`; kvstore with 404.
-        if self.target == Target::Etcd && matches!(op, Op::Get(_)) && !contains(&body, b"\"kvs\"") {
+        if self.target == Target::Etcd
+            && matches!(op, Op::Get(_) | Op::StrongGet(_))
+            && !contains(&body, b"\"kvs\"")
+        {
             return Err("not found".into());
         }
         Ok(op.operations())
+    }
+}
+
+impl HttpTarget {
+    /// Reads `key` and writes it again if no one else did meanwhile: one operation, two
+    /// requests.
+    async fn compare_and_set(&self, key: u64) -> Outcome {
+        let read = self
+            .request(Op::Get(key))
+            .send()
+            .await
+            .map_err(error_kind)?;
+        let status = read.status();
+        let (url, topic, name) = (&self.url, &self.topic, key_name(key));
+        let write = match self.target {
+            Target::Kvstore => {
+                let condition = match read.headers().get("etag") {
+                    Some(etag) if status.is_success() => ("if-match", etag.clone()),
+                    _ if status == reqwest::StatusCode::NOT_FOUND => (
+                        "if-none-match",
+                        reqwest::header::HeaderValue::from_static("*"),
+                    ),
+                    _ => return Err(status.as_u16().to_string()),
+                };
+                read.bytes().await.map_err(error_kind)?;
+                self.client
+                    .put(format!("{url}/v1/{topic}/keys/{name}"))
+                    .header("content-type", "application/octet-stream")
+                    .header(condition.0, condition.1)
+                    .body(self.value.clone())
+            }
+            Target::Etcd => {
+                let body: serde_json::Value = read.json().await.map_err(error_kind)?;
+                let key_b64 = BASE64.encode(&name);
+                // A key's mod_revision, or a version of 0 for a key that does not exist.
+                let compare = match body["kvs"][0]["mod_revision"].as_str() {
+                    Some(revision) => json!({"key": key_b64, "result": "EQUAL",
+                                             "target": "MOD", "mod_revision": revision}),
+                    None => json!({"key": key_b64, "result": "EQUAL",
+                                   "target": "VERSION", "version": "0"}),
+                };
+                let txn = json!({
+                    "compare": [compare],
+                    "success": [{"request_put": {"key": key_b64, "value": self.value_base64}}],
+                });
+                self.client
+                    .post(format!("{url}/v3/kv/txn"))
+                    .body(txn.to_string())
+            }
+        };
+        let response = write.send().await.map_err(error_kind)?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(error_kind)?;
+        match self.target {
+            _ if status == reqwest::StatusCode::PRECONDITION_FAILED => Err("conflict".into()),
+            _ if !status.is_success() => Err(status.as_u16().to_string()),
+            Target::Etcd if !contains(&body, b"\"succeeded\":true") => Err("conflict".into()),
+            _ => Ok(1),
+        }
     }
 }
 

@@ -82,25 +82,31 @@ fn entity_tags(headers: &HeaderMap, name: &HeaderName) -> Result<Option<Tags>, A
         if text.trim() == "*" {
             return Ok(Some(Tags::Any));
         }
-        for tag in text.split(',').map(str::trim).filter(|tag| !tag.is_empty()) {
-            let (weak, quoted) = match tag.strip_prefix("W/") {
-                Some(rest) => (true, rest),
-                None => (false, tag),
-            };
-            let opaque = quoted
-                .strip_prefix('"')
-                .and_then(|rest| rest.strip_suffix('"'))
-                .filter(|opaque| !opaque.contains('"'))
-                .ok_or_else(|| {
-                    ApiError::InvalidHeader(format!(
-                        "{name}: {tag:?} is not an entity tag; send the ETag as it was \
-                         answered, such as \"42\", or *"
-                    ))
-                })?;
-            if weak {
-                continue;
+        let malformed = || {
+            ApiError::InvalidHeader(format!(
+                "{name}: {text:?} is not a list of entity tags; send the ETag as it was \
+                 answered, such as \"42\", or *"
+            ))
+        };
+        // `#entity-tag`: tags separated by commas, each `"opaque"` or `W/"opaque"`, where the
+        // opaque part may hold commas but no quote.
+        let mut rest = text;
+        loop {
+            rest = rest.trim_start_matches([' ', '\t', ',']);
+            if rest.is_empty() {
+                break;
             }
-            if let Ok(version) = opaque.parse::<i64>() {
+            let (weak, quoted) = match rest.strip_prefix("W/") {
+                Some(after) => (true, after),
+                None => (false, rest),
+            };
+            let opened = quoted.strip_prefix('"').ok_or_else(malformed)?;
+            let (opaque, after) = opened.split_once('"').ok_or_else(malformed)?;
+            rest = after.trim_start_matches([' ', '\t']);
+            if !rest.is_empty() && !rest.starts_with(',') {
+                return Err(malformed());
+            }
+            if !weak && let Ok(version) = opaque.parse::<i64>() {
                 versions.push(version);
             }
         }
@@ -136,10 +142,10 @@ mod tests {
         assert_eq!(
             conditions(&[
                 (header::IF_MATCH, r#""5", W/"6""#),
-                (header::IF_MATCH, r#""7", "x""#)
+                (header::IF_MATCH, r#""7", "x,y", ,"8""#)
             ])
             .expect("list"),
-            [Condition::VersionIn(vec![5, 7])]
+            [Condition::VersionIn(vec![5, 7, 8])]
         );
         assert_eq!(
             conditions(&[
@@ -161,7 +167,7 @@ mod tests {
 
     #[test]
     fn malformed_tags_are_a_bad_request() {
-        for bad in ["5", r#""5"#, r#"W/5"#, r#""a"b""#] {
+        for bad in ["5", r#""5"#, r#"W/5"#, r#""a"b""#, r#""1" "2""#] {
             let error = conditions(&[(header::IF_MATCH, bad)]).expect_err(bad);
             assert!(
                 matches!(error, ApiError::InvalidHeader(_)),

@@ -49,7 +49,7 @@ pub struct WriteResponse {
         KeyPath,
         ReadParams,
         ("If-None-Match" = Option<String>, Header, nullable = false, description = "Answer 304 if the value's ETag matches"),
-        ("X-Kv-Min-Offset" = Option<i64>, Header, nullable = false, description = "As `min_offset`"),
+        ("X-Kv-Min-Offset" = Option<String>, Header, nullable = false, pattern = r"^[0-9]{1,18}$", description = "As `min_offset`: the offset a write answered with"),
     ),
     responses(
         (status = 200, description = "The value's bytes, as written, served with the content type they were written with (`application/octet-stream` when none was given)",

@@ -70,6 +70,8 @@ use crate::http::auth::Needs;
         health::readyz,
         health::metrics,
     ),
+    // Named in query parameters, which do not collect the schemas they use.
+    components(schemas(consistency::ConsistencyLevel)),
     tags(
         (name = "keys", description = "Values by key, ranges and batches"),
         (name = "topics", description = "The topics this replica serves"),

@@ -10,7 +10,7 @@ use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::consistency::{ReadConsistency, ReadParams};
+use super::consistency::{ConsistencyLevel, ReadConsistency, ReadParams};
 use super::encoding::{ValueEncoding, base64, embed};
 use super::extract::{TopicPath, topic_from_uri};
 use super::freshness::add_freshness_headers;
@@ -51,12 +51,13 @@ pub struct RangeParams {
     /// Answer only once this replica has applied the record at this offset; also read from
     /// the `X-Kv-Min-Offset` header.
     #[param(minimum = 0)]
-    pub min_offset: Option<String>,
+    pub min_offset: Option<i64>,
     /// `strong`: answer only once this replica has applied every write acknowledged before
     /// the read arrived. `local` (the default): from what this replica has applied.
-    pub consistency: Option<String>,
+    pub consistency: Option<ConsistencyLevel>,
     /// How long to wait for `min_offset` or `strong`, such as `500ms`: default
     /// `consistency.default_wait` (5s), at most `consistency.max_wait`.
+    #[param(pattern = r"^[0-9]{1,9}(ns|us|ms|s|m|h)$")]
     pub wait: Option<String>,
 }
 
@@ -114,7 +115,7 @@ pub struct RangeItem {
     params(
         TopicPath,
         RangeParams,
-        ("X-Kv-Min-Offset" = Option<i64>, Header, nullable = false, description = "As `min_offset`"),
+        ("X-Kv-Min-Offset" = Option<String>, Header, nullable = false, pattern = r"^[0-9]{1,18}$", description = "As `min_offset`: the offset a write answered with"),
     ),
     responses(
         (status = 200, description = "A page of keys", body = RangeResponse,
@@ -139,8 +140,8 @@ pub async fn scan_range(
     let Query(params) = params.map_err(|e| ApiError::InvalidQuery(e.body_text()))?;
     let consistency = ReadConsistency::new(
         &ReadParams {
-            min_offset: params.min_offset.clone(),
-            consistency: params.consistency.clone(),
+            min_offset: params.min_offset,
+            consistency: params.consistency,
             wait: params.wait.clone(),
         },
         &headers,

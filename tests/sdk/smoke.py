@@ -55,6 +55,7 @@ def run(url: str, topic: str) -> None:
         BatchRequest,
         BatchResponse,
         ErrorResponse,
+        ConsistencyLevel,
         RangeResponse,
         TopicsResponse,
         ValueEncoding,
@@ -88,11 +89,27 @@ def run(url: str, topic: str) -> None:
     got = get_key.sync(topic, odd_key, client=client)
     check(isinstance(got, File) and got.payload.read() == binary, "get: binary bytes under the odd key", got)
 
-    # Conditional put (If-Match) is not in the API yet: check it here once it is.
+    # Conditional put: If-Match with the version read writes; the same version again is
+    # refused with 412, naming the key's current version. A conditional write is a
+    # transaction, whose commit marker takes an offset (3); the refused one leaves an aborted
+    # record and its marker (4, 5).
+    body = File(payload=io.BytesIO(b'{"name":"Ada L."}'))
+    cas = put_key.sync_detailed(topic, "user/1", client=client, body=body, if_match='"0"')
+    check(cas.status_code == 200 and isinstance(cas.parsed, WriteResponse) and cas.parsed.offset == 2,
+          "put If-Match: written at offset 2", cas.content)
+    body = File(payload=io.BytesIO(b"stale"))
+    stale = put_key.sync_detailed(topic, "user/1", client=client, body=body, if_match='"0"')
+    check(stale.status_code == 412 and isinstance(stale.parsed, ErrorResponse)
+          and stale.parsed.error.code == "precondition_failed", "put If-Match stale: 412", stale.content)
+    check(stale.parsed.error.failed[0].current_version == 2, "412 names the current version", stale.content)
+    got = get_key.sync_detailed(topic, "user/1", client=client, consistency=ConsistencyLevel.STRONG, min_offset=2)
+    check(got.status_code == 200 and got.parsed.payload.read() == b'{"name":"Ada L."}',
+          "get consistency=strong and min_offset: the conditional write", got.content)
+    check(int(got.headers.get("x-kv-applied-offset", "0")) >= 3, "get: X-Kv-Applied-Offset", dict(got.headers))
 
     # delete, then the key is gone.
     deleted = delete_key.sync(topic, "user/1", client=client)
-    check(isinstance(deleted, WriteResponse) and deleted.offset == 2, "delete: offset 2", deleted)
+    check(isinstance(deleted, WriteResponse) and deleted.offset == 6, "delete: offset 6", deleted)
     gone = get_key.sync_detailed(topic, "user/1", client=client)
     check(gone.status_code == 404, "get after delete: 404", gone.status_code)
     check(isinstance(gone.parsed, ErrorResponse) and gone.parsed.error.code == "key_not_found",
@@ -107,7 +124,7 @@ def run(url: str, topic: str) -> None:
     ops.append(BatchDelete(key=odd_key, op=BatchDeleteOp.DELETE))
     batch = write_batch.sync(topic, client=client, body=BatchRequest(ops=ops))
     check(isinstance(batch, BatchResponse), "batch: a BatchResponse", batch)
-    check(len(batch.results) == len(ops) and batch.offset == 3 + len(ops) - 1,
+    check(len(batch.results) == len(ops) and batch.offset == 7 + len(ops) - 1,
           "batch: one result per operation, last offset", batch)
 
     # range with paging: pages of 2, followed by next_cursor, see every key once, in order.
