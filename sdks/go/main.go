@@ -66,7 +66,7 @@ func run(url, topic string) error {
 	check(ready.JSON200 != nil && ready.JSON200.Status == "ready", "readyz: ready", ready.Status())
 
 	// put: the body is the value's bytes, its Content-Type stored with it.
-	written, err := client.PutKeyWithBodyWithResponse(ctx, topic, "user/1", "application/json",
+	written, err := client.PutKeyWithBodyWithResponse(ctx, topic, "user/1", nil, "application/json",
 		strings.NewReader(`{"name":"Ada"}`))
 	if err != nil {
 		return err
@@ -75,7 +75,7 @@ func run(url, topic string) error {
 		"put: topic, key, offset 0", written.JSON200)
 	binary := []byte{0, 1, 0xff}
 	oddKey := "a/b c?d#e%f"
-	odd, err := client.PutKeyWithBodyWithResponse(ctx, topic, oddKey, "application/octet-stream",
+	odd, err := client.PutKeyWithBodyWithResponse(ctx, topic, oddKey, nil, "application/octet-stream",
 		bytes.NewReader(binary))
 	if err != nil {
 		return err
@@ -98,14 +98,45 @@ func run(url, topic string) error {
 	}
 	check(bytes.Equal(gotOdd.Body, binary), "get: binary bytes under the odd key", gotOdd.Body)
 
-	// Conditional put (If-Match) is not in the API yet: check it here once it is.
-
-	// delete, then the key is gone.
-	deleted, err := client.DeleteKeyWithResponse(ctx, topic, "user/1")
+	// Conditional put: If-Match with the version read writes; the same version again is
+	// refused with 412, naming the key's current version. A conditional write is a
+	// transaction, whose commit marker takes an offset (3); the refused one leaves an aborted
+	// record and its marker (4, 5).
+	version := `"0"`
+	cas, err := client.PutKeyWithBodyWithResponse(ctx, topic, "user/1", &kvstore.PutKeyParams{IfMatch: &version},
+		"application/json", strings.NewReader(`{"name":"Ada L."}`))
 	if err != nil {
 		return err
 	}
-	check(deleted.JSON200 != nil && deleted.JSON200.Offset == 2, "delete: offset 2", deleted.JSON200)
+	check(cas.StatusCode() == 200 && cas.JSON200 != nil && cas.JSON200.Offset == 2,
+		"put If-Match: written at offset 2", string(cas.Body))
+	stale, err := client.PutKeyWithBodyWithResponse(ctx, topic, "user/1", &kvstore.PutKeyParams{IfMatch: &version},
+		"application/octet-stream", strings.NewReader("stale"))
+	if err != nil {
+		return err
+	}
+	check(stale.StatusCode() == 412 && stale.JSON412 != nil && stale.JSON412.Error.Code == "precondition_failed",
+		"put If-Match stale: 412", string(stale.Body))
+	failed := stale.JSON412.Error.Failed
+	check(failed != nil && len(*failed) > 0 && (*failed)[0].CurrentVersion != nil &&
+		*(*failed)[0].CurrentVersion == 2, "412 names the current version", string(stale.Body))
+	strong, minOffset := kvstore.Strong, int64(2)
+	got, err = client.GetKeyWithResponse(ctx, topic, "user/1",
+		&kvstore.GetKeyParams{Consistency: &strong, MinOffset: &minOffset})
+	if err != nil {
+		return err
+	}
+	check(got.StatusCode() == 200 && string(got.Body) == `{"name":"Ada L."}`,
+		"get consistency=strong and min_offset: the conditional write", string(got.Body))
+	check(got.Headers200 != nil && got.Headers200.XKvAppliedOffset != nil && *got.Headers200.XKvAppliedOffset >= 3,
+		"get: X-Kv-Applied-Offset", got.HTTPResponse.Header)
+
+	// delete, then the key is gone.
+	deleted, err := client.DeleteKeyWithResponse(ctx, topic, "user/1", nil)
+	if err != nil {
+		return err
+	}
+	check(deleted.JSON200 != nil && deleted.JSON200.Offset == 6, "delete: offset 6", deleted.JSON200)
 	gone, err := client.GetKeyWithResponse(ctx, topic, "user/1", nil)
 	if err != nil {
 		return err
@@ -139,7 +170,7 @@ func run(url, topic string) error {
 		return err
 	}
 	check(batch.JSON200 != nil && len(batch.JSON200.Results) == len(ops) &&
-		batch.JSON200.Offset == int64(3+len(ops)-1), "batch: one result per operation, last offset",
+		batch.JSON200.Offset == int64(7+len(ops)-1), "batch: one result per operation, last offset",
 		string(batch.Body))
 
 	// range with paging: pages of 2, followed by next_cursor, see every key once, in order.
@@ -204,7 +235,7 @@ func run(url, topic string) error {
 	}
 	check(invalid.JSON422 != nil && invalid.JSON422.Error.Code == "invalid_request",
 		"error: a base64 value that is not a string", string(invalid.Body))
-	longKey, err := client.PutKeyWithBodyWithResponse(ctx, topic, strings.Repeat("k", 1025),
+	longKey, err := client.PutKeyWithBodyWithResponse(ctx, topic, strings.Repeat("k", 1025), nil,
 		"application/octet-stream", strings.NewReader("v"))
 	if err != nil {
 		return err

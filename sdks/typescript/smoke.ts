@@ -73,11 +73,30 @@ async function run(): Promise<void> {
   check(gotOdd.response.headers.get("content-type") === "application/octet-stream",
     "get: application/octet-stream when none was given", gotOdd.response.headers.get("content-type"));
 
-  // Conditional put (If-Match) is not in the API yet: check it here once it is.
+  // Conditional put: If-Match with the version read writes; the same version again is
+  // refused with 412, naming the key's current version. A conditional write is a
+  // transaction, whose commit marker takes an offset (3); the refused one leaves an aborted
+  // record and its marker (4, 5).
+  const ifMatch = { params: { path: { topic, key: "user/1" }, header: { "If-Match": '"0"' } } };
+  const cas = await client.PUT("/v1/{topic}/keys/{key}", { ...ifMatch, body: '{"name":"Ada L."}', ...raw });
+  check(cas.response.status === 200 && cas.data?.offset === 2, "put If-Match: written at offset 2",
+    cas.data ?? cas.error);
+  const stale = await client.PUT("/v1/{topic}/keys/{key}", { ...ifMatch, body: "stale", ...raw });
+  check(stale.response.status === 412 && stale.error?.error.code === "precondition_failed",
+    "put If-Match stale: 412", stale.error);
+  check(stale.error?.error.failed?.[0]?.current_version === 2, "412 names the current version", stale.error);
+  const strong = await client.GET("/v1/{topic}/keys/{key}", {
+    params: { path: { topic, key: "user/1" }, query: { consistency: "strong", min_offset: 2 } },
+    parseAs: "text",
+  });
+  check(strong.response.status === 200 && strong.data === '{"name":"Ada L."}',
+    "get consistency=strong and min_offset: the conditional write", strong.data ?? strong.error);
+  check(Number(strong.response.headers.get("x-kv-applied-offset")) >= 3, "get: X-Kv-Applied-Offset",
+    strong.response.headers.get("x-kv-applied-offset"));
 
   // delete, then the key is gone.
   const deleted = await client.DELETE("/v1/{topic}/keys/{key}", keyPath("user/1"));
-  check(deleted.data?.offset === 2, "delete: offset 2", deleted.data);
+  check(deleted.data?.offset === 6, "delete: offset 6", deleted.data);
   const gone = await client.GET("/v1/{topic}/keys/{key}", { ...keyPath("user/1"), parseAs: "text" });
   check(gone.response.status === 404, "get after delete: 404", gone.response.status);
   // `parseAs` applies to success bodies only: an error body is parsed as JSON.
@@ -93,7 +112,7 @@ async function run(): Promise<void> {
   ops.push({ op: "delete", key: oddKey });
   const batch = await client.POST("/v1/{topic}/batch", { params: { path: { topic } }, body: { ops } });
   check(
-    batch.data?.results.length === ops.length && batch.data.offset === 3 + ops.length - 1,
+    batch.data?.results.length === ops.length && batch.data.offset === 7 + ops.length - 1,
     "batch: one result per operation, last offset",
     batch.data ?? batch.error,
   );

@@ -11,7 +11,9 @@ import io.kvstore.client.model.BatchOperation;
 import io.kvstore.client.model.BatchPut;
 import io.kvstore.client.model.BatchRequest;
 import io.kvstore.client.model.BatchResponse;
+import io.kvstore.client.model.ConsistencyLevel;
 import io.kvstore.client.model.ErrorResponse;
+import io.kvstore.client.model.FailedCondition;
 import io.kvstore.client.model.RangeItem;
 import io.kvstore.client.model.RangeResponse;
 import io.kvstore.client.model.TopicSummary;
@@ -58,8 +60,11 @@ public final class Smoke {
     void run() throws ApiException;
   }
 
-  /** Checks that {@code call} fails with HTTP {@code status} and the error code {@code code}. */
-  static void checkError(Call call, int status, String code, String what) throws CheckFailed, IOException {
+  /**
+   * Checks that {@code call} fails with HTTP {@code status} and the error code {@code code}; returns
+   * the failure.
+   */
+  static ApiException checkError(Call call, int status, String code, String what) throws CheckFailed, IOException {
     try {
       call.run();
     } catch (ApiException failure) {
@@ -67,9 +72,9 @@ public final class Smoke {
           failure.getCode() == status && code.equals(errorCode(failure)),
           what,
           failure.getCode() + " " + failure.getResponseBody());
-      return;
+      return failure;
     }
-    check(false, what, "success");
+    throw new CheckFailed(what + ": got success");
   }
 
   /** A response header (OkHttp gives their names in lower case). */
@@ -102,18 +107,18 @@ public final class Smoke {
     // put: the body is the value's bytes. The generated client always sends them as
     // application/octet-stream (the one content type the document names for a PUT).
     byte[] ada = "{\"name\":\"Ada\"}".getBytes(StandardCharsets.UTF_8);
-    WriteResponse written = keys.putKey(topic, "user/1", ada);
+    WriteResponse written = keys.putKey(topic, "user/1", null, null, ada);
     check(
         topic.equals(written.getTopic()) && "user/1".equals(written.getKey()) && written.getOffset() == 0,
         "put: topic, key, offset 0",
         written);
     byte[] binary = {0, 1, (byte) 0xff};
     String oddKey = "a/b c?d#e%f";
-    written = keys.putKey(topic, oddKey, binary);
+    written = keys.putKey(topic, oddKey, null, null, binary);
     check(oddKey.equals(written.getKey()), "put: a key with / ? # % and a space", written);
 
     // get: the raw value with its content type, its version in X-Kv-Offset.
-    ApiResponse<byte[]> got = keys.getKeyWithHttpInfo(topic, "user/1", null);
+    ApiResponse<byte[]> got = keys.getKeyWithHttpInfo(topic, "user/1", null, null, null, null, null);
     check(got.getStatusCode() == 200, "get: 200", got.getStatusCode());
     check(Arrays.equals(got.getData(), ada), "get: the bytes written", new String(got.getData()));
     check(
@@ -122,16 +127,43 @@ public final class Smoke {
         got.getHeaders());
     check("0".equals(header(got, "X-Kv-Offset")), "get: X-Kv-Offset", got.getHeaders());
     check(
-        Arrays.equals(keys.getKey(topic, oddKey, null), binary),
+        Arrays.equals(keys.getKey(topic, oddKey, null, null, null, null, null), binary),
         "get: binary bytes under the odd key",
-        Arrays.toString(keys.getKey(topic, oddKey, null)));
+        Arrays.toString(keys.getKey(topic, oddKey, null, null, null, null, null)));
 
-    // Conditional put (If-Match) is not in the API yet: check it here once it is.
+    // Conditional put: If-Match with the version read writes; the same version again is
+    // refused with 412, naming the key's current version. A conditional write is a
+    // transaction, whose commit marker takes an offset (3); the refused one leaves an aborted
+    // record and its marker (4, 5).
+    byte[] adaL = "{\"name\":\"Ada L.\"}".getBytes(StandardCharsets.UTF_8);
+    written = keys.putKey(topic, "user/1", "\"0\"", null, adaL);
+    check(written.getOffset() == 2, "put If-Match: written at offset 2", written);
+    ApiException stale = checkError(
+        () -> keys.putKey(topic, "user/1", "\"0\"", null, "stale".getBytes(StandardCharsets.UTF_8)),
+        412,
+        "precondition_failed",
+        "put If-Match stale: 412");
+    List<FailedCondition> failed = ErrorResponse.fromJson(stale.getResponseBody()).getError().getFailed();
+    check(
+        failed != null && !failed.isEmpty() && Long.valueOf(2).equals(failed.get(0).getCurrentVersion()),
+        "412 names the current version",
+        stale.getResponseBody());
+    got = keys.getKeyWithHttpInfo(topic, "user/1", 2L, ConsistencyLevel.STRONG, null, null, null);
+    check(
+        got.getStatusCode() == 200 && Arrays.equals(got.getData(), adaL),
+        "get consistency=strong and min_offset: the conditional write",
+        new String(got.getData(), StandardCharsets.UTF_8));
+    String applied = header(got, "X-Kv-Applied-Offset");
+    check(applied != null && Long.parseLong(applied) >= 3, "get: X-Kv-Applied-Offset", got.getHeaders());
 
     // delete, then the key is gone.
-    WriteResponse deleted = keys.deleteKey(topic, "user/1");
-    check(deleted.getOffset() == 2, "delete: offset 2", deleted);
-    checkError(() -> keys.getKey(topic, "user/1", null), 404, "key_not_found", "get after delete: 404 key_not_found");
+    WriteResponse deleted = keys.deleteKey(topic, "user/1", null, null);
+    check(deleted.getOffset() == 6, "delete: offset 6", deleted);
+    checkError(
+        () -> keys.getKey(topic, "user/1", null, null, null, null, null),
+        404,
+        "key_not_found",
+        "get after delete: 404 key_not_found");
 
     // batch: puts in every encoding, and a delete.
     List<BatchOperation> ops = new ArrayList<>();
@@ -144,7 +176,7 @@ public final class Smoke {
     ops.add(new BatchOperation(new BatchDelete().op(BatchDelete.OpEnum.DELETE).key(oddKey)));
     BatchResponse batch = keys.writeBatch(topic, new BatchRequest().ops(ops));
     check(
-        batch.getResults().size() == ops.size() && batch.getOffset() == 3 + ops.size() - 1,
+        batch.getResults().size() == ops.size() && batch.getOffset() == 7 + ops.size() - 1,
         "batch: one result per operation, last offset",
         batch);
 
@@ -154,7 +186,7 @@ public final class Smoke {
     int pages = 0;
     String cursor = null;
     do {
-      RangeResponse page = keys.scanRange(topic, "page/", null, null, 2L, cursor);
+      RangeResponse page = keys.scanRange(topic, "page/", null, null, 2L, cursor, null, null, null, null);
       check(page.getItems().size() <= 2, "range: page " + (pages + 1) + " of at most 2", page);
       pages++;
       for (RangeItem item : page.getItems()) {
@@ -189,7 +221,7 @@ public final class Smoke {
 
     // errors come back as ErrorResponse with the documented status and code.
     checkError(
-        () -> keys.scanRange("no-such-topic", null, null, null, null, null),
+        () -> keys.scanRange("no-such-topic", null, null, null, null, null, null, null, null, null),
         404,
         "topic_not_found",
         "error: range of a missing topic");
@@ -200,7 +232,7 @@ public final class Smoke {
         "invalid_request",
         "error: a base64 value that is not a string");
     checkError(
-        () -> keys.putKey(topic, "k".repeat(1025), "v".getBytes(StandardCharsets.UTF_8)),
+        () -> keys.putKey(topic, "k".repeat(1025), null, null, "v".getBytes(StandardCharsets.UTF_8)),
         413,
         "key_too_large",
         "error: a key over 1024 bytes");
