@@ -57,7 +57,7 @@ pub struct FailedCondition {
     #[schema(nullable = false)]
     pub check: Option<usize>,
     /// The key's version when the condition was judged; `null` if the key was absent.
-    #[schema(example = 42)]
+    #[schema(example = 42, required = true)]
     pub current_version: Option<i64>,
 }
 

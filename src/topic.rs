@@ -2,7 +2,7 @@
 //! which the replay loop (in [`crate::kafka::replay`]) hands it records and progress. The
 //! registry that attaches topics is [`crate::topics`].
 
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
@@ -36,9 +36,9 @@ pub trait ReplaySink: Send + Sync {
     fn failed(&self, reason: String);
     /// Where the topic stands.
     fn info(&self) -> TopicInfo;
-    /// Whether someone waits for the replay to reach the end promptly (see
-    /// [`Topic::follow_closely`]).
-    fn followed_closely(&self) -> bool;
+    /// How long ago a request last waited for the replay to reach the end promptly (see
+    /// [`Topic::follow_closely`]); `None` if none ever did.
+    fn followed_closely(&self) -> Option<Duration>;
 }
 
 /// Why a topic is not ready to serve.
@@ -74,8 +74,9 @@ pub struct Topic {
     first_end_offset: AtomicI64,
     /// Whether the replay has applied everything up to `end_offset`.
     at_end: AtomicBool,
-    /// Whether conditional writes or reads that wait for an offset were made here.
-    followed_closely: AtomicBool,
+    /// When a conditional write or a read that waits for an offset was last made here, in
+    /// milliseconds after `attached_at` plus one; 0 if never.
+    followed_closely: AtomicU64,
     attached_at: Instant,
 }
 
@@ -89,7 +90,7 @@ impl Topic {
             end_offset: AtomicI64::new(-1),
             first_end_offset: AtomicI64::new(-1),
             at_end: AtomicBool::new(false),
-            followed_closely: AtomicBool::new(false),
+            followed_closely: AtomicU64::new(0),
             attached_at: Instant::now(),
         }
     }
@@ -134,9 +135,11 @@ impl Topic {
 
     /// Notes that requests here wait for the replay to reach offsets at the end of the log
     /// (conditional writes, reads with `min_offset` or `consistency=strong`), so that it
-    /// fetches with the shorter wait of `consistency.fetch_wait_max` from now on.
+    /// fetches with the shorter wait of `consistency.fetch_wait_max` while they go on.
     pub fn follow_closely(&self) {
-        self.followed_closely.store(true, Ordering::Relaxed);
+        let now = u64::try_from(self.attached_at.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.followed_closely
+            .store(now.saturating_add(1), Ordering::Relaxed);
     }
 
     /// Waits up to `timeout` for the topic to have replayed.
@@ -222,8 +225,16 @@ impl ReplaySink for Topic {
         Topic::info(self)
     }
 
-    fn followed_closely(&self) -> bool {
-        self.followed_closely.load(Ordering::Relaxed)
+    fn followed_closely(&self) -> Option<Duration> {
+        let at = self
+            .followed_closely
+            .load(Ordering::Relaxed)
+            .checked_sub(1)?;
+        Some(
+            self.attached_at
+                .elapsed()
+                .saturating_sub(Duration::from_millis(at)),
+        )
     }
 }
 

@@ -83,12 +83,13 @@ pub struct ConsistencyConfig {
     /// The longest `wait` a read may ask for; longer ones are cut to it. Default `30s`.
     #[serde(with = "humantime_serde")]
     pub max_wait: Duration,
-    /// `kafka.fetch_wait_max` for a topic once it has seen a conditional write, an atomic
-    /// batch or a read with `min_offset` or `consistency=strong` here. A transaction's commit
-    /// marker ends the log without a record after it, and the replay learns that it has read
-    /// everything only from the answer to a fetch that found nothing new, which the broker
-    /// holds for this long: each conditional write after another, and each strong read after
-    /// one, may wait as long. Default `10ms`.
+    /// `kafka.fetch_wait_max` for a topic while it sees conditional writes, atomic batches or
+    /// reads with `min_offset` or `consistency=strong` here (until 10 s after the last). A
+    /// transaction's commit marker ends the log without a record after it, and the replay
+    /// learns that it has read everything only from the answer to a fetch that found nothing
+    /// new, which the broker holds for this long: each conditional write after another, and
+    /// each strong read after one, may wait as long. An idle topic costs the broker a fetch
+    /// per wait meanwhile. Default `1ms`.
     #[serde(with = "humantime_serde")]
     pub fetch_wait_max: Duration,
 }
@@ -101,7 +102,7 @@ impl Default for ConsistencyConfig {
             transaction_timeout: Duration::from_secs(5),
             default_wait: Duration::from_secs(5),
             max_wait: Duration::from_secs(30),
-            fetch_wait_max: Duration::from_millis(10),
+            fetch_wait_max: Duration::from_millis(1),
         }
     }
 }

@@ -34,6 +34,11 @@ const MAX_APPLY_BATCH: usize = 4096;
 /// How often a long replay logs its progress.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
 
+/// How long after the last request that waited for it promptly (a conditional write, a strong
+/// read) the replay goes back to fetching with `kafka.fetch_wait_max`: a short fetch wait costs
+/// the broker a fetch per wait while the topic is idle.
+const CLOSE_FOLLOWING_LINGER: Duration = Duration::from_secs(10);
+
 /// Errors logged at most this often per topic, so a broker outage does not flood the log.
 const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -156,23 +161,27 @@ fn publish_progress(info: &TopicInfo) {
 }
 
 impl Replay {
-    /// Replaces the consumer with one that fetches with `consistency.fetch_wait_max`, from
-    /// `offset` on. Keeps the old one if the new one cannot be made.
-    fn follow_closely(&mut self, offset: i64) {
-        let wait = self.kafka.config().consistency.fetch_wait_max;
+    /// Replaces the consumer with one that fetches with `consistency.fetch_wait_max` if
+    /// `closely`, else with `kafka.fetch_wait_max`, from `offset` on. Keeps the old one if the
+    /// new one cannot be made; returns whether it was replaced.
+    fn refetch(&mut self, offset: i64, closely: bool) -> bool {
+        let config = self.kafka.config();
+        let wait = closely.then_some(config.consistency.fetch_wait_max);
         let name = self.topic.topic_name().to_owned();
         match self
             .kafka
-            .open_replay(&name, &self.topic_cstr, offset, Some(wait))
+            .open_replay(&name, &self.topic_cstr, offset, wait)
         {
             Ok((queue, consumer)) => {
                 // The old queue goes before its consumer.
                 self.queue = queue;
                 self.consumer = consumer;
-                tracing::debug!(topic = %name, offset, ?wait, "replay fetching with a shorter wait");
+                tracing::debug!(topic = %name, offset, closely, "replay fetching with another wait");
+                true
             }
             Err(error) => {
-                tracing::warn!(topic = %name, %error, "could not shorten the replay's fetch wait");
+                tracing::warn!(topic = %name, %error, "could not change the replay's fetch wait");
+                false
             }
         }
     }
@@ -183,9 +192,11 @@ impl Replay {
             topic: &*topic,
             armed: true,
         };
-        // Whether the consumer already fetches with the shorter wait, or needs none.
-        let mut close = self.kafka.config().kafka.fetch_wait_max
-            <= self.kafka.config().consistency.fetch_wait_max;
+        // Whether the shorter fetch wait of close following would be shorter at all, and
+        // whether the consumer fetches with it now.
+        let config = self.kafka.config();
+        let can_follow_closely = config.consistency.fetch_wait_max < config.kafka.fetch_wait_max;
+        let mut close = false;
         let name = self.topic.topic_name().to_owned();
         let started = Instant::now();
         let mut last_progress = Instant::now();
@@ -197,14 +208,20 @@ impl Replay {
         // The records of an atomic batch whose last record has not been fetched yet.
         let mut held: Vec<OwnedRecord> = Vec::new();
         while !self.cancel.is_cancelled() {
-            if !close && self.topic.followed_closely() {
-                close = true;
+            let wanted = can_follow_closely
+                && self
+                    .topic
+                    .followed_closely()
+                    .is_some_and(|since| since < CLOSE_FOLLOWING_LINGER);
+            if wanted != close {
                 let resume = match held.first() {
                     Some(record) => record.borrowed().offset,
                     None => self.topic.info().stats.applied_offset,
                 };
-                held.clear();
-                self.follow_closely(resume);
+                if self.refetch(resume, wanted) {
+                    held.clear();
+                    close = wanted;
+                }
             }
             let mut replay_error = |error: &dyn std::fmt::Display| {
                 let quiet = last_error_log.is_some_and(|at| at.elapsed() < ERROR_LOG_INTERVAL);
