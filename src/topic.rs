@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use crate::record::RecordRef;
-use crate::store::{SharedStore, StoreStats};
+use crate::store::{Retention, SharedStore, StoreStats};
 
 /// What the replay loop of a topic hands its records and progress to. It knows nothing else
 /// of the topic; [`Topic`] is the one implementation.
@@ -64,6 +64,8 @@ pub struct Topic {
     /// Whether the replay has applied everything up to `end_offset`.
     at_end: AtomicBool,
     attached_at: Instant,
+    /// How many recent changes the store keeps for watchers once the topic has caught up.
+    retention: Retention,
 }
 
 impl Topic {
@@ -76,7 +78,14 @@ impl Topic {
             end_offset: AtomicI64::new(-1),
             at_end: AtomicBool::new(false),
             attached_at: Instant::now(),
+            retention: Retention::default(),
         }
+    }
+
+    /// The topic, keeping `retention` of its recent changes for watchers.
+    pub fn retaining(mut self, retention: Retention) -> Self {
+        self.retention = retention;
+        self
     }
 
     /// The topic's name.
@@ -163,6 +172,11 @@ impl ReplaySink for Topic {
     fn reached_end(&self, position: i64) -> bool {
         self.store.advance_to(position);
         self.at_end.store(true, Ordering::Relaxed);
+        if *self.state.borrow() == ReplayState::Replaying {
+            // Before readiness, which lets watchers in. Changes are kept from the end of the
+            // history replayed, which may have been compacted (see `store::changes`).
+            self.store.start_change_log(self.retention);
+        }
         self.state.send_if_modified(|state| {
             let first = *state == ReplayState::Replaying;
             if first {

@@ -22,6 +22,10 @@ impl Config {
                 "http.max_concurrent_requests",
                 self.http.max_concurrent_requests,
             ),
+            ("watch.max_watchers", self.watch.max_watchers),
+            ("watch.retain_changes", self.watch.retain_changes),
+            ("watch.retain_bytes", self.watch.retain_bytes),
+            ("watch.max_buffer_bytes", self.watch.max_buffer_bytes),
         ];
         for (key, value) in positive {
             if value == 0 {
@@ -46,6 +50,8 @@ impl Config {
             ("topics.attach_timeout", self.topics.attach_timeout),
             ("kafka.health_interval", self.kafka.health_interval),
             ("kafka.admin_timeout", self.kafka.admin_timeout),
+            ("watch.progress_interval", self.watch.progress_interval),
+            ("watch.keep_alive_interval", self.watch.keep_alive_interval),
         ];
         for (key, value) in durations {
             if value.is_zero() {

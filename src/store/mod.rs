@@ -12,8 +12,10 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+mod changes;
 mod slot;
 
+pub use changes::{Change, ChangeLog, ChangePage, Expired, Retention};
 use slot::{ContentTypeCode, DescendingKey, Slot};
 
 use crate::record::{Record, RecordRef};
@@ -90,6 +92,8 @@ pub struct TopicStore {
     /// The index of the last content type interned or looked up.
     last_content_type: Option<u32>,
     default_content_type: Arc<str>,
+    /// The recent changes, for watchers; see [`changes`].
+    changes: ChangeLog,
 }
 
 impl TopicStore {
@@ -123,6 +127,9 @@ impl TopicStore {
         if let Some(old) = replaced {
             let old = old.parts();
             self.bytes -= (old.key.len() + old.value.len()) as u64;
+        }
+        if self.changes.is_recording() {
+            self.record_change(record.offset, key, record.value, record.content_type);
         }
         true
     }
