@@ -11,7 +11,11 @@ use utoipa::ToSchema;
 
 use crate::auth::AuthError;
 use crate::topics::TopicError;
+use crate::watch::WatchError;
 use crate::writer::WriteError;
+
+/// On a `410` from `/watch`: the earliest position this replica can resume a watch from.
+pub const EARLIEST_OFFSET_HEADER: &str = "x-kv-earliest-offset";
 
 /// The JSON body of every error response.
 #[derive(Debug, Serialize, ToSchema)]
@@ -113,6 +117,9 @@ pub enum ApiError {
     /// The request has no valid token, or its token lacks the scope.
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// A watch cannot start or cannot go on.
+    #[error(transparent)]
+    Watch(#[from] WatchError),
     /// The server is serving as many requests as it may.
     #[error("the server is busy: {limit} requests in flight; retry shortly")]
     Busy {
@@ -146,6 +153,19 @@ impl ApiError {
             ApiError::Auth(AuthError::Forbidden { .. }) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::Auth(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, "server_busy"),
+            ApiError::Watch(err) => match err {
+                WatchError::Expired { .. } => (StatusCode::GONE, "watch_expired"),
+                WatchError::FellBehind { .. } => (StatusCode::GONE, "watch_fell_behind"),
+                WatchError::NotReached { .. } => {
+                    (StatusCode::GATEWAY_TIMEOUT, "offset_not_reached")
+                }
+                WatchError::TooManyWatchers { .. } => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "too_many_watchers")
+                }
+                WatchError::TopicFailed(_) => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "topic_unavailable")
+                }
+            },
             ApiError::Topic(err) => match err {
                 TopicError::NotFound(_) => (StatusCode::NOT_FOUND, "topic_not_found"),
                 TopicError::NotSinglePartition { .. } => {
@@ -188,6 +208,16 @@ impl ApiError {
         }
     }
 
+    /// The JSON body answered for this error: also the data of a watch's `error` event.
+    pub fn body(&self) -> ErrorResponse {
+        ErrorResponse {
+            error: ErrorDetail {
+                code: self.status_and_code().1,
+                message: self.to_string(),
+            },
+        }
+    }
+
     /// How long a client should wait before retrying, for errors that pass by themselves.
     fn retry_after(&self) -> Option<Duration> {
         match self {
@@ -196,7 +226,9 @@ impl ApiError {
             | ApiError::Write(WriteError::BrokerUnavailable(_))
             | ApiError::Write(WriteError::NotEnoughReplicas { .. })
             | ApiError::Write(WriteError::Overloaded { .. })
-            | ApiError::Busy { .. } => Some(Duration::from_secs(1)),
+            | ApiError::Busy { .. }
+            | ApiError::Watch(WatchError::TooManyWatchers { .. })
+            | ApiError::Watch(WatchError::NotReached { .. }) => Some(Duration::from_secs(1)),
             _ => None,
         }
     }
@@ -209,18 +241,21 @@ impl IntoResponse for ApiError {
             tracing::warn!(code, error = %self, "request failed");
         }
         let retry_after = self.retry_after();
-        let body = ErrorResponse {
-            error: ErrorDetail {
-                code,
-                message: self.to_string(),
-            },
-        };
+        let body = self.body();
         let mut response = (status, Json(body)).into_response();
         if let Some(after) = retry_after {
             response.headers_mut().insert(
                 header::RETRY_AFTER,
                 HeaderValue::from(after.as_secs().max(1)),
             );
+        }
+        if let ApiError::Watch(
+            WatchError::Expired { earliest, .. } | WatchError::FellBehind { earliest, .. },
+        ) = &self
+        {
+            response
+                .headers_mut()
+                .insert(EARLIEST_OFFSET_HEADER, HeaderValue::from(*earliest));
         }
         if let ApiError::Auth(error) = &self {
             // RFC 6750: how to authenticate, and why the token fell short.

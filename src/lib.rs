@@ -20,8 +20,10 @@
 //! - [`topic`]: one attached topic: its store, its replay's progress, and the [`topic::ReplaySink`]
 //!   through which the replay feeds it.
 //! - [`writer`]: the write path, produce then wait for the local apply.
+//! - [`watch`]: change streams: a watcher follows a topic's change log from a position, and
+//!   the watchers of a replica share its limits and its shutdown.
 //! - [`record`]: the one record type, written and applied; no rdkafka in it.
-//! - [`store`]: the in-memory ordered map per topic; no I/O.
+//! - [`store`]: the in-memory ordered map per topic and its log of recent changes; no I/O.
 //! - [`log`]: the log as the write path and HTTP see it: produce records, broker health.
 //! - [`kafka`]: all rdkafka code of the service: clients, topic admin, producer, replay loop;
 //!   implements [`log::Log`].
@@ -50,4 +52,5 @@ pub mod store;
 pub mod topic;
 pub mod topic_name;
 pub mod topics;
+pub mod watch;
 pub mod writer;
