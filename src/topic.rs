@@ -64,8 +64,6 @@ pub struct Topic {
     /// Whether the replay has applied everything up to `end_offset`.
     at_end: AtomicBool,
     attached_at: Instant,
-    /// How many recent changes the store keeps for watchers once the topic has caught up.
-    retention: Retention,
 }
 
 impl Topic {
@@ -78,13 +76,12 @@ impl Topic {
             end_offset: AtomicI64::new(-1),
             at_end: AtomicBool::new(false),
             attached_at: Instant::now(),
-            retention: Retention::default(),
         }
     }
 
     /// The topic, keeping `retention` of its recent changes for watchers.
-    pub fn retaining(mut self, retention: Retention) -> Self {
-        self.retention = retention;
+    pub fn retaining(self, retention: Retention) -> Self {
+        self.store.set_change_retention(retention);
         self
     }
 
@@ -173,9 +170,10 @@ impl ReplaySink for Topic {
         self.store.advance_to(position);
         self.at_end.store(true, Ordering::Relaxed);
         if *self.state.borrow() == ReplayState::Replaying {
-            // Before readiness, which lets watchers in. Changes are kept from the end of the
-            // history replayed, which may have been compacted (see `store::changes`).
-            self.store.start_change_log(self.retention);
+            // From the log's end on, records are read as they are written: an offset without
+            // one is a transaction marker or an aborted record, never a compacted change
+            // (see `store::changes`).
+            self.store.trust_gaps();
         }
         self.state.send_if_modified(|state| {
             let first = *state == ReplayState::Replaying;

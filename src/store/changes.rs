@@ -8,9 +8,18 @@
 //! sent from here: watchers copy `Arc`s out under the read lock and do their work outside it,
 //! so the replay and the writers never wait on a watcher.
 //!
-//! Recording starts when the topic first catches up with its log ([`ChangeLog::start`]):
-//! records replayed from the log's history may have lost predecessors to compaction, so they
-//! are not offered as changes, and a replay from offset 0 costs nothing extra.
+//! # What counts as kept
+//!
+//! The log promises that every change after its earliest position is in it. Offsets that
+//! carry no record the store sees are of three kinds: transaction markers, aborted records,
+//! and records the log cleaner removed because a later record of the same key superseded
+//! them (or, after `delete.retention.ms`, tombstones). Only the last would make a watcher
+//! miss a change, and the cleaner works only on the log's older segments: once the replica
+//! has caught up with the log's end it reads records as they are written, and it trusts
+//! every gap. While it replays the history it cannot tell the kinds apart, so any gap starts
+//! the log afresh after it ([`ChangeLog::skip_to`]). A replica that restarts thus keeps, for
+//! clients to resume from, the history since the last gap of its replay: all of it, for a
+//! topic without transactions that the cleaner has not compacted lately.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, OnceLock};
@@ -91,9 +100,10 @@ pub struct Expired {
 pub struct ChangeLog {
     changes: VecDeque<Arc<Change>>,
     bytes: usize,
-    /// Every change at or after this offset is in `changes`; `i64::MAX` until recording
-    /// starts.
+    /// Every change at or after this offset is in `changes`.
     floor: i64,
+    /// Whether offsets without a record are known not to hide a change (see the module).
+    trust_gaps: bool,
     retention: Retention,
 }
 
@@ -102,26 +112,33 @@ impl Default for ChangeLog {
         ChangeLog {
             changes: VecDeque::new(),
             bytes: 0,
-            floor: i64::MAX,
+            floor: 0,
+            trust_gaps: false,
             retention: Retention::default(),
         }
     }
 }
 
 impl ChangeLog {
-    /// Starts recording: every change at or after `next_offset` will be kept, within
-    /// `retention`. Does nothing if recording has started already.
-    pub fn start(&mut self, next_offset: i64, retention: Retention) {
-        if self.is_recording() {
-            return;
-        }
-        self.floor = next_offset;
+    /// Keeps `retention` of the changes from now on.
+    pub fn set_retention(&mut self, retention: Retention) {
         self.retention = retention;
     }
 
-    /// Whether changes are being recorded.
-    pub fn is_recording(&self) -> bool {
-        self.floor != i64::MAX
+    /// From now on, offsets without a record hide no change: the replica has caught up with
+    /// the log's end (see the module).
+    pub fn trust_gaps(&mut self) {
+        self.trust_gaps = true;
+    }
+
+    /// The store's applied offset jumped to `next_offset` over offsets without a record; if
+    /// those may have been compacted, nothing before them can be vouched for.
+    pub fn skip_to(&mut self, next_offset: i64) {
+        if !self.trust_gaps && next_offset > self.floor {
+            self.changes.clear();
+            self.bytes = 0;
+            self.floor = next_offset;
+        }
     }
 
     /// Records a change applied at `offset` (after every one recorded before it), then drops
@@ -228,11 +245,14 @@ impl TopicStore {
 
 /// What watchers read: the change log, with the applied offset read under the same lock.
 impl SharedStore {
-    /// Starts keeping the changes applied from now on (once; later calls change nothing).
-    pub fn start_change_log(&self, retention: Retention) {
-        let mut store = self.write();
-        let next = store.applied_offset;
-        store.changes.start(next, retention);
+    /// Keeps `retention` of the recent changes.
+    pub fn set_change_retention(&self, retention: Retention) {
+        self.write().changes.set_retention(retention);
+    }
+
+    /// The replica has caught up with the log: gaps in offsets from now on hide no change.
+    pub fn trust_gaps(&self) {
+        self.write().changes.trust_gaps();
     }
 
     /// The changes after `position` that are applied, up to `max_bytes` of them; see
@@ -289,7 +309,8 @@ mod tests {
 
     fn log_of(offsets: &[i64], retention: Retention) -> ChangeLog {
         let mut log = ChangeLog::default();
-        log.start(offsets.first().copied().unwrap_or(0), retention);
+        log.set_retention(retention);
+        log.trust_gaps();
         for &offset in offsets {
             log.record(offset, b"k", Some(b"v"), Arc::from("text/plain"));
         }
@@ -301,9 +322,20 @@ mod tests {
     }
 
     #[test]
-    fn nothing_is_served_before_recording_starts() {
-        let log = ChangeLog::default();
-        assert!(log.after(5, 10, usize::MAX).is_err());
+    fn gaps_restart_the_log_until_they_are_trusted() {
+        let mut log = ChangeLog::default();
+        log.record(0, b"a", Some(b"0"), Arc::from("text/plain"));
+        assert_eq!(log.earliest_position(), -1);
+        // Offsets 1 and 2 carry nothing: perhaps compacted away.
+        log.skip_to(3);
+        log.record(3, b"a", Some(b"3"), Arc::from("text/plain"));
+        assert_eq!(log.earliest_position(), 2);
+        assert!(log.after(0, 3, usize::MAX).is_err());
+        assert_eq!(offsets(&log.after(2, 3, usize::MAX).expect("kept")), [3]);
+        log.trust_gaps();
+        log.skip_to(6);
+        log.record(6, b"a", Some(b"6"), Arc::from("text/plain"));
+        assert_eq!(offsets(&log.after(2, 6, usize::MAX).expect("kept")), [3, 6]);
     }
 
     #[test]

@@ -111,6 +111,9 @@ impl TopicStore {
         if record.offset < self.applied_offset {
             return false;
         }
+        if record.offset > self.applied_offset {
+            self.changes.skip_to(record.offset);
+        }
         self.applied_offset = record.offset + 1;
         let Some(key) = record.key else {
             return true;
@@ -128,9 +131,7 @@ impl TopicStore {
             let old = old.parts();
             self.bytes -= (old.key.len() + old.value.len()) as u64;
         }
-        if self.changes.is_recording() {
-            self.record_change(record.offset, key, record.value, record.content_type);
-        }
+        self.record_change(record.offset, key, record.value, record.content_type);
         true
     }
 
@@ -171,6 +172,7 @@ impl TopicStore {
     /// many own records this let through.
     pub fn advance_to(&mut self, position: i64) -> usize {
         if position > self.applied_offset {
+            self.changes.skip_to(position);
             self.applied_offset = position;
         }
         self.apply_own_ready()
