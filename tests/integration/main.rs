@@ -23,3 +23,4 @@ mod sdk;
 mod security;
 mod tls;
 mod topics;
+mod watch;
