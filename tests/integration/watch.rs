@@ -513,3 +513,113 @@ async fn shutdown_with_100_open_streams_finishes_within_the_timeout() {
     eprintln!("shutdown with 100 streams took {took:?}");
     assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
 }
+
+/// A `kvstore watch` process; its stdout lines arrive on a channel.
+struct WatchCommand {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<Value>,
+}
+
+impl WatchCommand {
+    fn start(url: &str, args: &[&str]) -> WatchCommand {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kvstore"))
+            .arg("watch")
+            .args(args)
+            .env("KVSTORE_URL", url)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("kvstore watch runs");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let value = serde_json::from_str(&line).expect("a JSON line");
+                if tx.send(value).is_err() {
+                    return;
+                }
+            }
+        });
+        WatchCommand { child, lines }
+    }
+
+    /// The next line, failing the test if none comes in time.
+    #[track_caller]
+    fn line(&self) -> Value {
+        self.lines.recv_timeout(PATIENCE).expect("a line")
+    }
+}
+
+impl Drop for WatchCommand {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn the_watch_command_prints_json_lines_and_resumes_after_the_server_restarts() {
+    let broker = Broker::shared();
+    let topic = topic("watch-cli");
+    let listen = format!("127.0.0.1:{}", crate::common::free_port());
+    let options = ServerOptions {
+        listen: Some(listen.clone()),
+        ..quick_progress()
+    };
+    let server = Server::start_with(&broker.address(), options.clone());
+    server.put_ok(&topic, "c/before", "0").await;
+    let snapshot = WatchCommand::start(server.base(), &[&topic, "--prefix", "c/", "--snapshot"]);
+    let put = snapshot.line();
+    assert_eq!(
+        (put["event"].as_str(), put["key"].as_str()),
+        (Some("put"), Some("c/before"))
+    );
+    assert_eq!(snapshot.line()["event"], "synced");
+    drop(snapshot);
+
+    let command = WatchCommand::start(server.base(), &[&topic, "--prefix", "c/"]);
+    // It is following once it reports a position reached.
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        server.put_ok(&topic, "other", "x").await;
+        if let Ok(line) = command.lines.recv_timeout(Duration::from_millis(500)) {
+            assert_eq!(line["event"], "progress", "{line}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "kvstore watch reports nothing");
+    }
+    let mut written = Vec::new();
+    for i in 0..5 {
+        written.push(
+            server
+                .put_ok(&topic, &format!("c/{i}"), format!("{i}"))
+                .await,
+        );
+    }
+    assert!(server.terminate(Duration::from_secs(10)), "stopped");
+    let restarted = Server::start_with(&broker.address(), options);
+    for i in 5..10 {
+        written.push(
+            restarted
+                .put_ok(&topic, &format!("c/{i}"), format!("{i}"))
+                .await,
+        );
+    }
+    let mut seen = Vec::new();
+    while seen.len() < written.len() {
+        let line = command.line();
+        if line["event"] == "put" {
+            assert_eq!(line["id"], line["offset"], "{line}");
+            assert_eq!(line["key"], format!("c/{}", seen.len()), "{line}");
+            seen.push(line["offset"].as_i64().expect("offset"));
+        }
+    }
+    assert_eq!(
+        seen, written,
+        "every change once, in order, across the restart"
+    );
+}
