@@ -3,6 +3,7 @@
 mod common;
 
 mod batch;
+mod browser;
 mod clients;
 mod cluster;
 mod compaction;
