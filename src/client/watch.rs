@@ -8,7 +8,7 @@
 use std::io::Write;
 use std::time::Duration;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::args::WatchArgs;
 use super::error::ClientError;
@@ -173,22 +173,37 @@ async fn follow(
                     error["code"].as_str().unwrap_or("unknown"),
                 )));
             }
-            let mut line = match serde_json::from_str::<Value>(&event.data) {
-                Ok(Value::Object(map)) => map,
-                _ => Map::new(),
-            };
-            line.insert("event".into(), Value::String(event.event));
-            if let Some(id) = event.id {
-                line.insert("id".into(), Value::from(id));
-            }
-            serde_json::to_writer(&mut stdout, &line).map_err(std::io::Error::from)?;
-            stdout.write_all(b"\n")?;
+            stdout.write_all(line_of(&event).as_bytes())?;
             stdout.flush()?;
             if event.id.is_some() {
                 *position = event.id;
             }
         }
     }
+}
+
+/// The line printed for `event`: its data with `event` and `id` first, the data's fields
+/// in the server's order after them.
+fn line_of(event: &Event) -> String {
+    let mut line = format!("{{\"event\":{}", Value::String(event.event.clone()));
+    if let Some(id) = event.id {
+        line.push_str(&format!(",\"id\":{id}"));
+    }
+    match serde_json::from_str::<Value>(&event.data) {
+        Ok(Value::Object(fields)) if !fields.is_empty() => {
+            // The data as it came, past its opening brace.
+            line.push(',');
+            line.push_str(event.data.trim().trim_start_matches('{'));
+        }
+        Ok(Value::Object(_)) => line.push('}'),
+        // Not an object (no kvstore sends one): kept whole under `data`.
+        _ => line.push_str(&format!(
+            ",\"data\":{}}}",
+            Value::String(event.data.clone())
+        )),
+    }
+    line.push('\n');
+    line
 }
 
 #[cfg(test)]
@@ -216,5 +231,10 @@ mod tests {
             ]
         );
         assert!(parser.buffer.is_empty());
+        assert_eq!(
+            line_of(&events[0]),
+            "{\"event\":\"put\",\"id\":42,\"key\":\"k\"}\n"
+        );
+        assert_eq!(line_of(&events[1]), "{\"event\":\"put\"}\n");
     }
 }

@@ -86,6 +86,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     name_batch_operations(&mut doc);
     binary_values(&mut doc);
+    watch::document_events(&mut doc);
     document_auth_and_limits(&mut doc);
     doc
 }

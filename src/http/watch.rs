@@ -106,9 +106,10 @@ pub struct WatchPosition {
 /// - `event: put`, `id:` its offset, `data:` the key and value as a range item (`RangeItem`).
 /// - `event: delete`, `id:` its offset, `data:` the key and offset (`WatchDelete`).
 ///
-/// An atomic batch appears as consecutive events; writes that were rejected or aborted never
-/// appear. With `snapshot=true` the current keys come first as `put` events without `id`,
-/// then `event: synced` (`WatchPosition`). When nothing was sent for
+/// The stream opens with `event: progress` (`WatchPosition`) naming the position it starts
+/// after. An atomic batch appears as consecutive events; writes that were rejected or aborted
+/// never appear. With `snapshot=true` the current keys come first as `put` events without
+/// `id`, then `event: synced` (`WatchPosition`). When nothing was sent for
 /// `watch.progress_interval` (5 s), `event: progress` (`WatchPosition`) carries the position
 /// reached, never ahead of what was sent; comment lines keep the connection alive.
 ///
@@ -222,6 +223,72 @@ pub async fn watch_changes(
     Ok(response)
 }
 
+/// The kinds of event a watch sends, and the schema of each one's `data`.
+const EVENT_KINDS: [(&str, &str); 5] = [
+    ("put", "RangeItem"),
+    ("delete", "WatchDelete"),
+    ("synced", "WatchPosition"),
+    ("progress", "WatchPosition"),
+    ("error", "ErrorResponse"),
+];
+
+/// Describes the events of `/v1/{topic}/watch` in the OpenAPI document. In OpenAPI 3.1 the
+/// schema of an event stream is that of one event (fields `event`, `id`, `data`); `data` is
+/// JSON of the schema its kind names (`contentMediaType` and `contentSchema`, which utoipa
+/// has no field for).
+pub fn document_events(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::extensions::Extensions;
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    let Some(content) = doc
+        .paths
+        .paths
+        .get_mut("/v1/{topic}/watch")
+        .and_then(|item| item.get.as_mut())
+        .and_then(|get| get.responses.responses.get_mut("200"))
+        .and_then(|response| match response {
+            RefOr::T(response) => response.content.get_mut("text/event-stream"),
+            RefOr::Ref(_) => None,
+        })
+    else {
+        return;
+    };
+    let mut events = OneOfBuilder::new().description(Some(
+        "One event: its kind, its offset as `id` (absent on the keys and patches of a \
+         snapshot, and on errors), and its data as JSON.",
+    ));
+    for (kind, data_schema) in EVENT_KINDS {
+        let mut data_extensions = Extensions::default();
+        data_extensions.insert(
+            "contentSchema".into(),
+            serde_json::json!({ "$ref": format!("#/components/schemas/{data_schema}") }),
+        );
+        let data = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .content_media_type("application/json")
+            .extensions(Some(data_extensions));
+        let event = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property(
+                "event",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some([kind])),
+            )
+            .property(
+                "id",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some("^-?[0-9]+$")),
+            )
+            .property("data", data)
+            .required("event")
+            .required("data");
+        events = events.item(event);
+    }
+    content.schema = Some(events.into());
+}
+
 /// `Last-Event-ID`, if sent: an offset of at least -1.
 fn last_event_id(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
     let Some(value) = headers.get("last-event-id") else {
@@ -266,9 +333,10 @@ struct Stream {
     watcher: Watcher,
     _slot: WatcherSlot,
     watchers: Watchers,
-    /// The last position sent as an `id` (or the start), so that `progress` only says
-    /// something new.
+    /// The last position sent as an `id`, so that `progress` only says something new.
     last_id: Option<i64>,
+    /// Whether the first frame has been sent.
+    started: bool,
     last_event: Instant,
     last_frame: Instant,
     events: metrics::Counter,
@@ -284,7 +352,8 @@ fn events(
 ) -> impl futures::Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
     let now = Instant::now();
     let stream = Stream {
-        last_id: watcher.position(),
+        last_id: None,
+        started: false,
         watcher,
         _slot: slot,
         watchers,
@@ -303,6 +372,15 @@ impl Stream {
     async fn next_frame(&mut self) -> Option<Bytes> {
         if self.done {
             return None;
+        }
+        if !self.started {
+            self.started = true;
+            // The start position first, so that a client that loses the connection before
+            // any change can still resume from where it started (a snapshot says it with
+            // `synced` instead).
+            if let Some(frame) = self.progress() {
+                return Some(frame);
+            }
         }
         let (progress_interval, keep_alive_interval) = {
             let config = self.watchers.config();

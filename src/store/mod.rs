@@ -1,5 +1,6 @@
 //! The in-memory state of one topic: an ordered map from key to its latest value, rebuilt by
-//! applying the topic's records in offset order, and a watch of how far it has applied.
+//! applying the topic's records in offset order, a watch of how far it has applied, and a log
+//! of the most recent changes for watchers ([`ChangeLog`]).
 //!
 //! Nothing here knows about HTTP or Kafka: the replay hands it Kafka messages as
 //! [`RecordRef`]s, the write path this replica's own acknowledged [`Record`]s, and the HTTP
@@ -106,7 +107,9 @@ impl TopicStore {
     }
 
     /// Applies one record. Records at offsets already applied are ignored, so replaying a
-    /// record twice cannot change the state. Returns whether the record was applied.
+    /// record twice cannot change the state. Returns whether the record was applied. Every
+    /// applied record passes here, from the replay and from [`TopicStore::apply_own`] alike,
+    /// which is why the change log is written here.
     pub fn apply(&mut self, record: RecordRef<'_>) -> bool {
         if record.offset < self.applied_offset {
             return false;

@@ -139,7 +139,7 @@ async fn a_stream_resumed_with_last_event_id_on_the_other_replica_misses_nothing
     }
     let mut received = Vec::new();
     for _ in 0..10 {
-        received.push(stream.next(PATIENCE).await.expect("an event"));
+        received.push(stream.next_change(PATIENCE).await.expect("an event"));
     }
     let last_id = received.last().and_then(|e| e.id).expect("an id");
     // The connection drops; meanwhile the other replica takes writes.
@@ -280,6 +280,12 @@ async fn positions_no_longer_kept_are_410_and_bad_requests_are_refused() {
     assert_eq!(check(&server).await, offsets[19]);
     let mut stream =
         EventStream::open(&server, &topic, &format!("from={}", offsets[19]), None).await;
+    // The stream opens with its start position, then the changes after it.
+    let opening = stream.next(PATIENCE).await.expect("event");
+    assert_eq!(
+        (opening.event.as_str(), opening.id),
+        ("progress", Some(offsets[19]))
+    );
     assert_eq!(
         stream.next(PATIENCE).await.expect("event").id,
         Some(offsets[20])
@@ -292,7 +298,7 @@ async fn positions_no_longer_kept_are_410_and_bad_requests_are_refused() {
     let mut stream =
         EventStream::open(&fresh, &topic, &format!("from={}", offsets[25]), None).await;
     assert_eq!(
-        stream.next(PATIENCE).await.expect("event").id,
+        stream.next_change(PATIENCE).await.expect("event").id,
         Some(offsets[26])
     );
 
@@ -494,7 +500,10 @@ async fn shutdown_with_100_open_streams_finishes_within_the_timeout() {
     }
     let offset = server.put_ok(&topic, "k", "again").await;
     for stream in &mut streams {
-        assert_eq!(stream.next(PATIENCE).await.expect("event").id, Some(offset));
+        assert_eq!(
+            stream.next_change(PATIENCE).await.expect("event").id,
+            Some(offset)
+        );
     }
     let started = Instant::now();
     assert!(server.signal_terminate());

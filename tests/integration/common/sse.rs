@@ -118,6 +118,19 @@ impl EventStream {
         }
     }
 
+    /// The next put or delete, skipping positions (`progress`); `None` once the stream has
+    /// ended.
+    pub async fn next_change(&mut self, timeout: Duration) -> Option<Event> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let event = self.next(left).await?;
+            if event.event != "progress" {
+                return Some(event);
+            }
+        }
+    }
+
     /// Events until one satisfies `done` (included), failing the test if the stream ends
     /// first or `timeout` passes.
     pub async fn until(
