@@ -165,6 +165,7 @@ impl ApiError {
                 WatchError::TopicFailed(_) => {
                     (StatusCode::SERVICE_UNAVAILABLE, "topic_unavailable")
                 }
+                WatchError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
             },
             ApiError::Topic(err) => match err {
                 TopicError::NotFound(_) => (StatusCode::NOT_FOUND, "topic_not_found"),

@@ -89,6 +89,9 @@ pub enum WatchError {
     /// The topic's replay stopped: no more changes will come.
     #[error("the topic's replay stopped: {0}")]
     TopicFailed(String),
+    /// The service is shutting down.
+    #[error("the service is shutting down; retry on another replica")]
+    ShuttingDown,
 }
 
 /// Where a watch starts.

@@ -184,21 +184,25 @@ pub async fn watch_changes(
     };
     // Taken first, so that requests waiting for their topic or offset count too.
     let slot = state.watchers.admit()?;
-    let topic = state.topics.get(&topic_name, Access::Existing).await?;
+    let stopping = state.watchers.stopping().clone();
+    let topic = tokio::select! {
+        () = stopping.cancelled() => return Err(WatchError::ShuttingDown.into()),
+        topic = state.topics.get(&topic_name, Access::Existing) => topic?,
+    };
     let after = match start {
         Start::After(offset) => Some(offset),
         _ => None,
     };
     if let Some(offset) = after.max(params.min_offset).filter(|o| *o >= 0) {
         // A replica behind the position waits to catch up, as a read with `min_offset` does.
-        topic
-            .store()
-            .wait_applied(offset, wait)
-            .await
-            .map_err(|_| WatchError::NotReached {
-                offset,
-                waited: wait,
-            })?;
+        let caught_up = tokio::select! {
+            () = stopping.cancelled() => return Err(WatchError::ShuttingDown.into()),
+            waited = topic.store().wait_applied(offset, wait) => waited,
+        };
+        caught_up.map_err(|_| WatchError::NotReached {
+            offset,
+            waited: wait,
+        })?;
     }
     let watcher = Watcher::new(
         topic.clone(),

@@ -95,8 +95,8 @@ pub struct Expired {
     pub earliest: i64,
 }
 
-/// The ring of recent changes of one topic.
-#[derive(Debug)]
+/// The ring of recent changes of one topic; empty, holding every change from offset 0 on.
+#[derive(Debug, Default)]
 pub struct ChangeLog {
     changes: VecDeque<Arc<Change>>,
     bytes: usize,
@@ -105,18 +105,6 @@ pub struct ChangeLog {
     /// Whether offsets without a record are known not to hide a change (see the module).
     trust_gaps: bool,
     retention: Retention,
-}
-
-impl Default for ChangeLog {
-    fn default() -> Self {
-        ChangeLog {
-            changes: VecDeque::new(),
-            bytes: 0,
-            floor: 0,
-            trust_gaps: false,
-            retention: Retention::default(),
-        }
-    }
 }
 
 impl ChangeLog {
