@@ -132,14 +132,17 @@ def main():
         name: load(workdir, name)
         for name in [
             "roundtrip", "put-16", "batch-100", "batch-1000", "etcd-put-1", "etcd-put-16",
-            "etcd-get-64", "get-during-replay", "machine",
+            "etcd-get-64", "get-during-replay", "watch-delivery", "machine",
         ]
     }
     in_rounds = [
         "produce", "put-1", "healthz-1", "produce-followed", "put-64", "etcd-put-64",
-        "get-64", "healthz-64", "consume",
+        "get-64", "healthz-64", "consume", "put-unwatched", "watched",
     ]
-    measured = {name: rounds(workdir, name) for name in in_rounds + ["replay", "memory"]}
+    measured = {
+        name: rounds(workdir, name)
+        for name in in_rounds + ["replay", "memory", "watchers-memory"]
+    }
     r.update((name, median_report(measured[name])) for name in in_rounds)
     machine = r["machine"]
 
@@ -189,6 +192,19 @@ def main():
         if machine["broker_kind"] == "kafka"
         else "each on an empty broker"
     )
+
+    # Rows 12 to 14: watches.
+    delivery = r["watch-delivery"]["watch"]
+    watched = measured["watched"]
+    watched_events = statistics.median(one["watch"]["events_per_second"] for one in watched)
+    watchers = watched[0]["watch"]["watchers"]
+    watcher_bytes = statistics.median(
+        (m["rss_open_kib"] - m["rss_before_kib"]) * 1024 / m["watchers"]
+        for m in measured["watchers-memory"]
+    )
+
+    def latency_text(latency):
+        return f"p50 {ms(latency['p50'])}, p99 {ms(latency['p99'])} ms" if latency else "n/a"
 
     def batch_notes(report):
         return (
@@ -242,6 +258,19 @@ def main():
             f"the {count(replay['records'])} records of another topic", r["get-during-replay"],
             f"for the {r['get-during-replay']['elapsed_seconds']:.2f} s the replay took "
             f"meanwhile"),
+        f"| 12 | watch: PUT acknowledged on one replica, then its event at a watcher on another "
+        f"| 1 | {count(r['watch-delivery']['operations_per_second'])} ops/s | "
+        f"{ms(delivery['delivery_ms']['p50'])} | {ms(delivery['delivery_ms']['p99'])} | "
+        f"p50/p99 of the delivery; the PUTs themselves {latency_text(r['watch-delivery']['latency_ms'])}; "
+        f"the watcher's replica applied them within {latency_text(delivery['apply_lag_ms'])} "
+        f"(a watch with `min_offset` there starting; the same request for an offset long applied "
+        f"took {latency_text(delivery['request_floor_ms'])}) |",
+        row(13, "kvstore PUT, no watchers", r["put-unwatched"]),
+        row(13, f"kvstore PUT with {count(watchers)} watchers of the topic on the replica",
+            r["watched"], f"{count(watched_events)} events/s delivered to the watchers"),
+        f"| 14 | memory: resident bytes per open watcher | | {watcher_bytes:,.0f} B/watcher | | | "
+        f"{of_rounds(len(measured['watchers-memory']))}; {count(watchers)} idle streams, "
+        f"server and client on one machine |",
         "",
         "Ratios (the median of the rounds' ratios where measured in rounds):",
         "",
@@ -266,6 +295,8 @@ def main():
         f"{by_round(replay_rates, throughput(measured['consume']))}",
         f"- resident bytes per key / raw key + value bytes: "
         f"{ratio(bytes_per_key, RAW_RECORD_BYTES)}",
+        f"- kvstore PUT throughput with {count(watchers)} watchers / without (16 clients; "
+        f"target ≥ 0.9×): {by_round(throughput(watched), throughput(measured['put-unwatched']))}",
         "",
         "Reproduce with `make bench` (about seven minutes after the release build; "
         "`BENCH_SECONDS` sets the seconds per scenario, `BENCH_ROUNDS` the rounds). Figures "
