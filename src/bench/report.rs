@@ -242,7 +242,7 @@ pub struct WatchFigures {
     /// From a PUT's acknowledgement to its event at the first watcher.
     pub delivery_ms: Option<Latency>,
     /// From a PUT's acknowledgement to the start of a watch with `min_offset` at its offset
-    /// on the watched replica (one request more than the apply itself), for every tenth PUT.
+    /// on the watched replica (one request more than the apply itself), for every 50th PUT.
     pub apply_lag_ms: Option<Latency>,
     /// The same request for an offset long applied: what the request alone costs.
     pub request_floor_ms: Option<Latency>,

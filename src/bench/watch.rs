@@ -23,7 +23,7 @@ use super::{BenchError, Budget, SplitMix64};
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Every how many PUTs the apply lag is sampled.
-const LAG_SAMPLE_EVERY: u64 = 10;
+const LAG_SAMPLE_EVERY: u64 = 50;
 
 /// One half of a delivery: whichever of the acknowledgement and the event came first.
 enum Stamp {

@@ -204,12 +204,14 @@ pub async fn watch_changes(
             waited: wait,
         })?;
     }
+    let membership = state.watchers.join(&topic, &range);
     let watcher = Watcher::new(
         topic.clone(),
         range,
         start,
         state.watchers.config().max_buffer_bytes,
-    )?;
+    )?
+    .signalled_by(membership);
     let mut response = Response::new(Body::from_stream(events(
         watcher,
         slot,
@@ -419,6 +421,7 @@ impl Stream {
             let now = Instant::now();
             if now >= progress_at {
                 self.last_event = now;
+                self.watcher.advance_idle();
                 if let Some(frame) = self.progress() {
                     return Some(frame);
                 }

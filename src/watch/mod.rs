@@ -9,9 +9,11 @@
 //! offset order, and is recorded there into the topic's change log (`store::changes`): a
 //! bounded ring of recent changes. A watcher keeps a *position*, the offset through which it
 //! has handed out every matching change, and reads the log strictly after it, under the
-//! store's read lock, taking `Arc`s out and filtering outside it. It waits on the store's
-//! watch of the applied offset, which is published after the changes it covers are in the
-//! log. So:
+//! store's read lock, taking `Arc`s out and filtering outside it. It waits for its topic's
+//! [`hub`] to signal a change in its range: one task per watched topic follows the applied
+//! offset (published after the changes it covers are in the log) and wakes only the watchers
+//! a change concerns, so that a thousand watchers of a thousand keys cost one wake-up per
+//! write, not a thousand. So:
 //!
 //! - The replay and the writers never wait on a watcher: nothing is sent, queued or counted
 //!   per watcher on the apply path. A watcher no one reads is not polled and costs nothing
@@ -31,9 +33,13 @@
 //! the offset of the last page. What the client then holds is the state as of that offset,
 //! announced by [`WatchEvent::Synced`]; live changes follow from there.
 
+mod hub;
+
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
+
+pub use hub::{Hubs, Membership};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
@@ -138,6 +144,7 @@ struct WatchersInner {
     permits: Arc<Semaphore>,
     config: WatchConfig,
     stopping: CancellationToken,
+    hubs: Arc<Hubs>,
 }
 
 /// A watcher's place among the [`Watchers`]; counted as open until dropped.
@@ -161,8 +168,15 @@ impl Watchers {
                 permits: Arc::new(Semaphore::new(config.max_watchers)),
                 config: config.clone(),
                 stopping,
+                hubs: Arc::new(Hubs::default()),
             }),
         }
+    }
+
+    /// Registers a watcher of `range` in `topic` with the topic's hub, which tells it when a
+    /// change concerns it (see `hub`).
+    pub fn join(&self, topic: &Arc<Topic>, range: &KeyRange) -> Membership {
+        self.inner.hubs.join(topic, range, &self.inner.stopping)
     }
 
     /// A place for one more watcher, or [`WatchError::TooManyWatchers`].
@@ -210,6 +224,8 @@ pub struct Watcher {
     applied: watch::Receiver<i64>,
     snapshot: Option<Snapshot>,
     max_bytes: usize,
+    /// The topic's hub, which says when to read; without one, every applied offset does.
+    membership: Option<Membership>,
 }
 
 /// A snapshot being handed out.
@@ -293,7 +309,32 @@ impl Watcher {
             applied,
             snapshot,
             max_bytes: max_bytes.max(1),
+            membership: None,
         })
+    }
+
+    /// The watcher, told when to read by its topic's hub instead of by every applied offset.
+    pub fn signalled_by(mut self, membership: Membership) -> Watcher {
+        self.membership = Some(membership);
+        self
+    }
+
+    /// With nothing to hand out, moves the position up to where the hub has looked if it
+    /// signalled nothing this watcher has not read (see `hub`), so that `progress` can say
+    /// so without reading the log.
+    pub fn advance_idle(&mut self) {
+        let Some(membership) = &self.membership else {
+            return;
+        };
+        if self.snapshot.is_some() || !self.queue.is_empty() {
+            return;
+        }
+        // The hub's position first: the signals it sent up to it are visible after it.
+        let through = membership.hub().through();
+        if membership.signal.signalled() <= self.position && self.position >= membership.joined_at {
+            self.position = self.position.max(through);
+            self.queue_through = self.position;
+        }
     }
 
     /// The position: every matching change at or below it has been handed out; a client that
@@ -355,6 +396,10 @@ impl Watcher {
     }
 
     async fn wait_for_changes(&mut self) -> Result<(), WatchError> {
+        if let Some(membership) = &self.membership {
+            membership.signal.wait().await;
+            return Ok(());
+        }
         if self.applied.changed().await.is_err() {
             return Err(WatchError::TopicFailed("the topic was detached".into()));
         }
