@@ -361,25 +361,31 @@ bench watch-delivery --url "$writer_url" --watch-url "$kv_url" --topic watch-del
 stop "$kv_pid"
 stop "$writer_pid"
 
-# PUT throughput with 1,000 watchers on the replica against the same run without, in rounds;
-# the watchers' memory is read while they are open and idle, before the PUTs start.
+# PUT throughput with 1,000 watchers on the replica against the same run without, in rounds:
+# watchers of one key each (each write has one watcher), then watchers of the whole topic
+# (each write goes to all of them). The watchers' memory is read while they are open and idle,
+# before the PUTs start.
 watchers=1000
 for round in $(seq "$rounds"); do
   start_broker
   kvstore_server "watchers-$round"
-  step "13/14 round $round/$rounds: kvstore PUT, 16 clients, no watchers"
+  step "13/14 round $round/$rounds: kvstore PUT, 16 clients, $watchers keys, no watchers"
   bench "put-unwatched-$round" --url "$kv_url" --topic "watchers-$round" --scenario put \
-    --concurrency 16 --duration "${seconds}s" --value-size "$value_size"
-  step "13/14 round $round/$rounds: the same with $watchers watchers on the replica"
+    --concurrency 16 --keys "$watchers" --duration "${seconds}s" --value-size "$value_size"
+  step "13/14 round $round/$rounds: the same with $watchers watchers on the replica, one key each"
   rss_before="$(rss_kib "$kv_pid")"
   (sleep 4 && rss_kib "$kv_pid" >"$work/watchers-rss-$round") &
-  bench "watched-$round" --url "$kv_url" --topic "watchers-$round" --scenario watch \
-    --watchers "$watchers" --watch-idle 6s --concurrency 16 --duration "${seconds}s" \
-    --value-size "$value_size"
+  bench "watched-own-$round" --url "$kv_url" --topic "watchers-$round" --scenario watch \
+    --watchers "$watchers" --watch-own-key --watch-idle 6s --concurrency 16 --keys "$watchers" \
+    --duration "${seconds}s" --value-size "$value_size"
   echo "{\"watchers\": $watchers, \"rss_before_kib\": $rss_before, \"rss_open_kib\": $(cat "$work/watchers-rss-$round")}" \
     >"$work/watchers-memory-$round.json"
   step "14/14 round $round/$rounds: memory of $watchers open watchers"
   echo "    VmRSS $rss_before KiB before, $(cat "$work/watchers-rss-$round") KiB with them open" >&2
+  step "13/14 round $round/$rounds: the same with $watchers watchers of the whole topic"
+  bench "watched-all-$round" --url "$kv_url" --topic "watchers-$round" --scenario watch \
+    --watchers "$watchers" --concurrency 16 --keys "$watchers" --duration "${seconds}s" \
+    --value-size "$value_size"
   stop "$kv_pid"
 done
 

@@ -194,7 +194,8 @@ pub async fn watch_changes(
         _ => None,
     };
     if let Some(offset) = after.max(params.min_offset).filter(|o| *o >= 0) {
-        // A replica behind the position waits to catch up, as a read with `min_offset` does.
+        // A replica behind the position waits to catch up, bounded by `wait`, rather than
+        // start a stream from a point it has not reached.
         let caught_up = tokio::select! {
             () = stopping.cancelled() => return Err(WatchError::ShuttingDown.into()),
             waited = topic.store().wait_applied(offset, wait) => waited,
