@@ -635,3 +635,27 @@ async fn the_watch_command_prints_json_lines_and_resumes_after_the_server_restar
         "every change once, in order, across the restart"
     );
 }
+
+#[tokio::test]
+async fn keys_that_are_not_utf8_come_as_range_shows_them() {
+    let broker = Broker::shared();
+    let topic = topic("watch-foreign");
+    broker.create_topic(&topic, 1).await;
+    let server = Server::start(&broker.address());
+    let mut stream = EventStream::open(&server, &topic, "", None).await;
+    // Written by another Kafka producer: kvstore's API only takes UTF-8 keys.
+    broker.produce(&topic, b"\xff\xfe", Some(b"v")).await;
+    broker.produce(&topic, b"\xff\xfe", None).await;
+    let put = stream.next_change(PATIENCE).await.expect("the put");
+    assert_eq!(put.event, "put");
+    assert_eq!(
+        (put.key(), &put.data["key_encoding"]),
+        ("//4=", &json!("base64"))
+    );
+    let delete = stream.next_change(PATIENCE).await.expect("the delete");
+    assert_eq!(delete.event, "delete");
+    assert_eq!(
+        (delete.key(), &delete.data["key_encoding"]),
+        ("//4=", &json!("base64"))
+    );
+}
