@@ -47,7 +47,7 @@ openapi: ## Regenerate openapi/openapi.json from the code
 broker: ## Install Apache Kafka's jars and print their folder
 	@scripts/kafka.sh install
 
-bench: build ## Measure kvstore on Apache Kafka beside its floors and etcd (~7 min; BENCH_BROKER=tansu for Tansu); writes bench/RESULTS.md
+bench: build ## Measure kvstore on Apache Kafka beside its floors and etcd (~10 min; BENCH_BROKER=tansu for Tansu); writes bench/RESULTS.md
 	scripts/bench.sh
 
 clean: ## Remove build output and local run data

@@ -200,47 +200,47 @@ fi
 # minute apart, GET against /healthz came out anywhere from 0.68 to 1.05 in seven runs.
 for round in $(seq "$rounds"); do
   start_broker
-  step "1/12 round $round/$rounds: produce floor, bare producer, service settings, 1 record at a time"
+  step "1/15 round $round/$rounds: produce floor, bare producer, service settings, 1 record at a time"
   bench "produce-$round" --scenario produce --brokers "$broker" --topic "floor-produce-$round" \
     --duration "${seconds}s" --value-size "$value_size"
 
-  step "3/12 round $round/$rounds: kvstore PUT, 1 client"
+  step "3/15 round $round/$rounds: kvstore PUT, 1 client"
   kvstore_server "put-1-$round"
   bench "put-1-$round" --url "$kv_url" --topic "put-1-$round" --scenario put \
     --concurrency 1 --duration "${seconds}s" --value-size "$value_size"
-  step "12/12 round $round/$rounds: kvstore compare-and-set (GET, then PUT with If-Match), 1 client, same server"
+  step "15/15 round $round/$rounds: kvstore compare-and-set (GET, then PUT with If-Match), 1 client, same server"
   bench "cas-1-$round" --url "$kv_url" --topic "cas-1-$round" --scenario cas \
     --concurrency 1 --keys 1000 --duration "${seconds}s" --value-size "$value_size"
   stop "$kv_pid"
 
   kvstore_server "floors-$round"
-  step "3/12 round $round/$rounds: what a 1-client PUT is made of: GET /healthz, 1 client (the HTTP floor)"
+  step "3/15 round $round/$rounds: what a 1-client PUT is made of: GET /healthz, 1 client (the HTTP floor)"
   bench "healthz-1-$round" --url "$kv_url" --scenario healthz --concurrency 1 \
     --duration "${seconds}s"
-  step "3/12 round $round/$rounds: ... and the produce floor while a kvstore replica follows the topic"
+  step "3/15 round $round/$rounds: ... and the produce floor while a kvstore replica follows the topic"
   curl -sf -o /dev/null -X PUT --data-binary x "$kv_url/v1/floor-followed-$round/keys/attach"
   bench "produce-followed-$round" --scenario produce --brokers "$broker" \
     --topic "floor-followed-$round" --duration "${seconds}s" --value-size "$value_size"
   stop "$kv_pid"
 done
 
-step "2/12 round-trip floor: produce 1 record, consume it back"
+step "2/15 round-trip floor: produce 1 record, consume it back"
 start_broker
 bench roundtrip --scenario roundtrip --brokers "$broker" --topic floor-roundtrip \
   --duration "${seconds}s" --value-size "$value_size" "${floor_consumer[@]}"
 
-step "4/12 kvstore PUT, 16 clients"
+step "4/15 kvstore PUT, 16 clients"
 start_broker
 kvstore_server put-16
 bench put-16 --url "$kv_url" --topic put-16 --scenario put \
   --concurrency 16 --duration "${seconds}s" --value-size "$value_size"
-step "12/12 kvstore compare-and-set, 16 clients, 100000 keys, same server"
+step "15/15 kvstore compare-and-set, 16 clients, 100000 keys, same server"
 bench cas-16 --url "$kv_url" --topic cas-16 --scenario cas \
   --concurrency 16 --keys 100000 --duration "${seconds}s" --value-size "$value_size"
 stop "$kv_pid"
 
 for size in 100 1000; do
-  step "5/12 kvstore batch of $size operations, 1 client"
+  step "5/15 kvstore batch of $size operations, 1 client"
   start_broker
   kvstore_server "batch-$size"
   bench "batch-$size" --url "$kv_url" --topic "batch-$size" --scenario batch \
@@ -252,20 +252,20 @@ start_broker
 kvstore_server get
 prefill=(--prefill) # the first round writes the keys first
 for round in $(seq "$rounds"); do
-  step "6/12 round $round/$rounds: kvstore GET, 64 clients, $get_keys keys"
+  step "6/15 round $round/$rounds: kvstore GET, 64 clients, $get_keys keys"
   bench "get-64-$round" --url "$kv_url" --topic get --scenario get --concurrency 64 \
     --keys "$get_keys" "${prefill[@]}" --duration "${seconds}s" --value-size "$value_size"
   prefill=()
-  step "12/12 round $round/$rounds: kvstore GET with consistency=strong, 64 clients, same keys"
+  step "15/15 round $round/$rounds: kvstore GET with consistency=strong, 64 clients, same keys"
   bench "strong-get-64-$round" --url "$kv_url" --topic get --scenario strong-get \
     --concurrency 64 --keys "$get_keys" --duration "${seconds}s" --value-size "$value_size"
-  step "7/12 round $round/$rounds: kvstore GET /healthz, 64 clients, same server"
+  step "7/15 round $round/$rounds: kvstore GET /healthz, 64 clients, same server"
   bench "healthz-64-$round" --url "$kv_url" --scenario healthz --concurrency 64 \
     --duration "${seconds}s"
 done
 stop "$kv_pid"
 
-step "8/12 etcd $(etcd --version | awk '/^etcd Version/ { print $3 }') through its JSON gateway"
+step "8/15 etcd $(etcd --version | awk '/^etcd Version/ { print $3 }') through its JSON gateway"
 etcd_port="$(free_port)"
 etcd_peer_port="$(free_port)"
 etcd --name bench --data-dir "$work/etcd" \
@@ -279,32 +279,32 @@ pids+=("$etcd_pid")
 etcd_url="http://127.0.0.1:$etcd_port"
 wait_for_url "$etcd_url/health"
 for clients in 1 16; do
-  step "8/12 etcd PUT, $clients client(s)"
+  step "8/15 etcd PUT, $clients client(s)"
   bench "etcd-put-$clients" --target etcd --url "$etcd_url" --scenario put \
     --concurrency "$clients" --duration "${seconds}s" --value-size "$value_size"
-  step "12/12 etcd compare-and-set (range, then a txn on mod_revision), $clients client(s)"
+  step "15/15 etcd compare-and-set (range, then a txn on mod_revision), $clients client(s)"
   keys=$((clients == 1 ? 1000 : 100000))
   bench "etcd-cas-$clients" --target etcd --url "$etcd_url" --scenario cas \
     --concurrency "$clients" --keys "$keys" --duration "${seconds}s" --value-size "$value_size"
 done
 # PUT at 64 clients, kvstore then etcd, in rounds (etcd idles while kvstore runs).
 for round in $(seq "$rounds"); do
-  step "4/12 round $round/$rounds: kvstore PUT, 64 clients"
+  step "4/15 round $round/$rounds: kvstore PUT, 64 clients"
   start_broker
   kvstore_server "put-64-$round"
   bench "put-64-$round" --url "$kv_url" --topic "put-64-$round" --scenario put \
     --concurrency 64 --duration "${seconds}s" --value-size "$value_size"
   stop "$kv_pid"
-  step "8/12 round $round/$rounds: etcd PUT, 64 clients"
+  step "8/15 round $round/$rounds: etcd PUT, 64 clients"
   bench "etcd-put-64-$round" --target etcd --url "$etcd_url" --scenario put \
     --concurrency 64 --duration "${seconds}s" --value-size "$value_size"
 done
-step "8/12 etcd GET, 64 clients, $get_keys keys (prefilled)"
+step "8/15 etcd GET, 64 clients, $get_keys keys (prefilled)"
 bench etcd-get-64 --target etcd --url "$etcd_url" --scenario get --concurrency 64 \
   --keys "$get_keys" --prefill --duration "${seconds}s" --value-size "$value_size"
 stop "$etcd_pid"
 
-step "9/12 replay: loading $replay_records records (16-byte keys, $value_size-byte values)"
+step "9/15 replay: loading $replay_records records (16-byte keys, $value_size-byte values)"
 start_broker
 kvstore_server loader
 bench load --url "$kv_url" --topic replay --scenario batch --batch-size 1000 \
@@ -316,10 +316,10 @@ stop "$kv_pid"
 # from run to run (1.4-2.2M records/s for the same consumer): rows 9 and 10 are measured in
 # rounds too, each a bare consumer read and then a fresh replica's attach.
 for round in $(seq "$rounds"); do
-  step "9/12 round $round/$rounds: bare consumer reading the replay topic"
+  step "9/15 round $round/$rounds: bare consumer reading the replay topic"
   bench "consume-$round" --scenario consume --brokers "$broker" --topic replay "${floor_consumer[@]}"
 
-  step "9/12 round $round/$rounds: a fresh replica attaching the replay topic"
+  step "9/15 round $round/$rounds: a fresh replica attaching the replay topic"
   kvstore_server "replica-$round"
   rss_before="$(rss_kib "$kv_pid")"
   python3 - "$kv_url" replay >"$work/replay-$round.json" <<'EOF'
@@ -351,16 +351,56 @@ EOF
   rss_after="$(rss_kib "$kv_pid")"
   echo "{\"rss_before_kib\": $rss_before, \"rss_after_kib\": $rss_after}" >"$work/memory-$round.json"
   python3 -c 'import json, sys; r = json.load(open(sys.argv[1])); print("    %d records in %.2f s" % (r["records"], r["seconds"]))' "$work/replay-$round.json" >&2
-  step "10/12 round $round/$rounds: memory of the replica"
+  step "10/15 round $round/$rounds: memory of the replica"
   echo "    VmRSS $rss_before KiB before attaching, $rss_after KiB after the replay" >&2
   stop "$kv_pid"
 done
 
-step "11/12 kvstore GET, 64 clients, $get_keys keys (prefilled), while the same server replays the replay topic"
+step "11/15 kvstore GET, 64 clients, $get_keys keys (prefilled), while the same server replays the replay topic"
 kvstore_server get-during-replay
 bench get-during-replay --url "$kv_url" --topic get-during-replay --scenario get \
   --concurrency 64 --keys "$get_keys" --prefill --while-replaying replay --value-size "$value_size"
 stop "$kv_pid"
+
+step "12/15 watch: a PUT on one replica acknowledged, then its event at a watcher on another, 1 client"
+start_broker
+kvstore_server watch-writer
+writer_pid="$kv_pid" writer_url="$kv_url"
+kvstore_server watch-follower
+curl -sf -o /dev/null -X PUT --data-binary x "$writer_url/v1/watch-delivery/keys/attach"
+curl -s -o /dev/null "$kv_url/v1/watch-delivery/keys/attach"
+bench watch-delivery --url "$writer_url" --watch-url "$kv_url" --topic watch-delivery \
+  --scenario watch --concurrency 1 --duration "${seconds}s" --value-size "$value_size"
+stop "$kv_pid"
+stop "$writer_pid"
+
+# PUT throughput with 1,000 watchers on the replica against the same run without, in rounds:
+# watchers of one key each (each write has one watcher), then watchers of the whole topic
+# (each write goes to all of them). The watchers' memory is read while they are open and idle,
+# before the PUTs start.
+watchers=1000
+for round in $(seq "$rounds"); do
+  start_broker
+  kvstore_server "watchers-$round"
+  step "13/15 round $round/$rounds: kvstore PUT, 16 clients, $watchers keys, no watchers"
+  bench "put-unwatched-$round" --url "$kv_url" --topic "watchers-$round" --scenario put \
+    --concurrency 16 --keys "$watchers" --duration "${seconds}s" --value-size "$value_size"
+  step "13/15 round $round/$rounds: the same with $watchers watchers on the replica, one key each"
+  rss_before="$(rss_kib "$kv_pid")"
+  (sleep 4 && rss_kib "$kv_pid" >"$work/watchers-rss-$round") &
+  bench "watched-own-$round" --url "$kv_url" --topic "watchers-$round" --scenario watch \
+    --watchers "$watchers" --watch-own-key --watch-idle 6s --concurrency 16 --keys "$watchers" \
+    --duration "${seconds}s" --value-size "$value_size"
+  echo "{\"watchers\": $watchers, \"rss_before_kib\": $rss_before, \"rss_open_kib\": $(cat "$work/watchers-rss-$round")}" \
+    >"$work/watchers-memory-$round.json"
+  step "14/15 round $round/$rounds: memory of $watchers open watchers"
+  echo "    VmRSS $rss_before KiB before, $(cat "$work/watchers-rss-$round") KiB with them open" >&2
+  step "13/15 round $round/$rounds: the same with $watchers watchers of the whole topic"
+  bench "watched-all-$round" --url "$kv_url" --topic "watchers-$round" --scenario watch \
+    --watchers "$watchers" --concurrency 16 --keys "$watchers" --duration "${seconds}s" \
+    --value-size "$value_size"
+  stop "$kv_pid"
+done
 
 if [ "$broker_kind" = tansu ]; then
   broker_version="Tansu $(sed -n 's/^tansu broker //p' "$work/tansu.log" | head -1)"

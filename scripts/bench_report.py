@@ -132,14 +132,19 @@ def main():
         name: load(workdir, name)
         for name in [
             "roundtrip", "put-16", "batch-100", "batch-1000", "etcd-put-1", "etcd-put-16",
-            "etcd-get-64", "get-during-replay", "machine", "cas-16", "etcd-cas-1", "etcd-cas-16",
+            "etcd-get-64", "get-during-replay", "watch-delivery", "machine", "cas-16",
+            "etcd-cas-1", "etcd-cas-16",
         ]
     }
     in_rounds = [
         "produce", "put-1", "healthz-1", "produce-followed", "put-64", "etcd-put-64",
-        "get-64", "healthz-64", "consume", "cas-1", "strong-get-64",
+        "get-64", "healthz-64", "consume", "put-unwatched", "watched-own", "watched-all",
+        "cas-1", "strong-get-64",
     ]
-    measured = {name: rounds(workdir, name) for name in in_rounds + ["replay", "memory"]}
+    measured = {
+        name: rounds(workdir, name)
+        for name in in_rounds + ["replay", "memory", "watchers-memory"]
+    }
     r.update((name, median_report(measured[name])) for name in in_rounds)
     machine = r["machine"]
 
@@ -189,6 +194,22 @@ def main():
         if machine["broker_kind"] == "kafka"
         else "each on an empty broker"
     )
+
+    # Rows 12 to 14: watches.
+    delivery = r["watch-delivery"]["watch"]
+    own, everyone = measured["watched-own"], measured["watched-all"]
+
+    def events_per_second(reports):
+        return statistics.median(one["watch"]["events_per_second"] for one in reports)
+
+    watchers = own[0]["watch"]["watchers"]
+    watcher_bytes = statistics.median(
+        (m["rss_open_kib"] - m["rss_before_kib"]) * 1024 / m["watchers"]
+        for m in measured["watchers-memory"]
+    )
+
+    def latency_text(latency):
+        return f"p50 {ms(latency['p50'])}, p99 {ms(latency['p99'])} ms" if latency else "n/a"
 
     def batch_notes(report):
         return (
@@ -242,14 +263,30 @@ def main():
             f"the {count(replay['records'])} records of another topic", r["get-during-replay"],
             f"for the {r['get-during-replay']['elapsed_seconds']:.2f} s the replay took "
             f"meanwhile"),
-        row(12, "kvstore compare-and-set: GET, then PUT with If-Match", r["cas-1"],
+        f"| 12 | watch: PUT acknowledged on one replica, then its event at a watcher on another "
+        f"| 1 | {count(r['watch-delivery']['operations_per_second'])} ops/s | "
+        f"{ms(delivery['delivery_ms']['p50'])} | {ms(delivery['delivery_ms']['p99'])} | "
+        f"p50/p99 of the delivery; the PUTs themselves {latency_text(r['watch-delivery']['latency_ms'])}; "
+        f"the watcher's replica applied them within {latency_text(delivery['apply_lag_ms'])} "
+        f"(a watch with `min_offset` there starting; the same request for an offset long applied "
+        f"took {latency_text(delivery['request_floor_ms'])}) |",
+        row(13, f"kvstore PUT, {count(watchers)} keys, no watchers", r["put-unwatched"]),
+        row(13, f"... with {count(watchers)} watchers on the replica, one key each",
+            r["watched-own"], f"{count(events_per_second(own))} events/s delivered"),
+        row(13, f"... with {count(watchers)} watchers of the whole topic", r["watched-all"],
+            f"{count(events_per_second(everyone))} events/s delivered (every write to every "
+            f"watcher)"),
+        f"| 14 | memory: resident bytes per open watcher | | {watcher_bytes:,.0f} B/watcher | | | "
+        f"{of_rounds(len(measured['watchers-memory']))}; {count(watchers)} idle streams, "
+        f"server and client on one machine |",
+        row(15, "kvstore compare-and-set: GET, then PUT with If-Match", r["cas-1"],
             "1000 keys; each a Kafka transaction"),
-        row(12, "kvstore compare-and-set", r["cas-16"],
+        row(15, "kvstore compare-and-set", r["cas-16"],
             "100000 keys, so few conflicts; one topic, so judged one after another"),
-        row(12, "etcd compare-and-set: range, then txn on mod_revision", r["etcd-cas-1"],
+        row(15, "etcd compare-and-set: range, then txn on mod_revision", r["etcd-cas-1"],
             "1000 keys"),
-        row(12, "etcd compare-and-set", r["etcd-cas-16"], "100000 keys"),
-        row(12, f"kvstore GET with consistency=strong, {count(machine['get_keys'])} keys",
+        row(15, "etcd compare-and-set", r["etcd-cas-16"], "100000 keys"),
+        row(15, f"kvstore GET with consistency=strong, {count(machine['get_keys'])} keys",
             r["strong-get-64"], "one last-stable-offset question shared by concurrent reads"),
         "",
         "Ratios (the median of the rounds' ratios where measured in rounds):",
@@ -283,8 +320,13 @@ def main():
         f"{by_round(replay_rates, throughput(measured['consume']))}",
         f"- resident bytes per key / raw key + value bytes: "
         f"{ratio(bytes_per_key, RAW_RECORD_BYTES)}",
+        f"- kvstore PUT throughput with {count(watchers)} watchers of one key each / without "
+        f"(16 clients; target ≥ 0.9×): "
+        f"{by_round(throughput(own), throughput(measured['put-unwatched']))}",
+        f"- kvstore PUT throughput with {count(watchers)} watchers of the whole topic / without "
+        f"(16 clients): {by_round(throughput(everyone), throughput(measured['put-unwatched']))}",
         "",
-        "Reproduce with `make bench` (about seven minutes after the release build; "
+        "Reproduce with `make bench` (about ten minutes after the release build; "
         "`BENCH_SECONDS` sets the seconds per scenario, `BENCH_ROUNDS` the rounds). Figures "
         "from a shared or busy machine vary; compare runs on one machine.",
     ]

@@ -15,6 +15,7 @@ use crate::http;
 use crate::kafka::Kafka;
 use crate::log::Log;
 use crate::topics::Topics;
+use crate::watch::Watchers;
 use crate::writer::Writer;
 
 /// How long shutdown waits for the producer to send what it has queued.
@@ -38,6 +39,8 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
     /// The token check.
     pub auth: Arc<Auth>,
+    /// The open change streams: their limit, and their end at shutdown.
+    pub watchers: Watchers,
 }
 
 /// Why the service could not start or stopped with an error. The cause is the error's
@@ -94,6 +97,9 @@ pub async fn run(
         config.limits.max_pending_writes,
         config.write_timeout,
     );
+    // Fires when shutdown begins: the listener stops and every watch stream ends, so that
+    // the requests in flight can finish.
+    let stop_http = CancellationToken::new();
     let state = AppState {
         config: config.clone(),
         log,
@@ -101,6 +107,7 @@ pub async fn run(
         writer,
         metrics: metrics.clone(),
         auth: auth.clone(),
+        watchers: Watchers::new(&config.watch, stop_http.clone()),
     };
 
     tracker.spawn({
@@ -153,7 +160,6 @@ pub async fn run(
              and overwrite every topic; configure auth.tokens, or listen on 127.0.0.1"
         );
     }
-    let stop_http = CancellationToken::new();
     tokio::spawn({
         let stop_http = stop_http.clone();
         async move {

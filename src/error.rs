@@ -11,7 +11,11 @@ use utoipa::ToSchema;
 
 use crate::auth::AuthError;
 use crate::topics::TopicError;
+use crate::watch::WatchError;
 use crate::writer::WriteError;
+
+/// On a `410` from `/watch`: the earliest position this replica can resume a watch from.
+pub const EARLIEST_OFFSET_HEADER: &str = "x-kv-earliest-offset";
 
 /// The JSON body of every error response.
 #[derive(Debug, Serialize, ToSchema)]
@@ -165,6 +169,9 @@ pub enum ApiError {
     /// The broker did not tell the topic's end for a strong read.
     #[error("Kafka broker unavailable; cannot tell how far the topic goes: {0}")]
     EndUnknown(String),
+    /// A watch cannot start or cannot go on.
+    #[error(transparent)]
+    Watch(#[from] WatchError),
     /// The server is serving as many requests as it may.
     #[error("the server is busy: {limit} requests in flight; retry shortly")]
     Busy {
@@ -226,6 +233,20 @@ impl ApiError {
                 (StatusCode::SERVICE_UNAVAILABLE, "offset_not_applied")
             }
             ApiError::EndUnknown(_) => (StatusCode::SERVICE_UNAVAILABLE, "broker_unavailable"),
+            ApiError::Watch(err) => match err {
+                WatchError::Expired { .. } => (StatusCode::GONE, "watch_expired"),
+                WatchError::FellBehind { .. } => (StatusCode::GONE, "watch_fell_behind"),
+                WatchError::NotReached { .. } => {
+                    (StatusCode::GATEWAY_TIMEOUT, "offset_not_reached")
+                }
+                WatchError::TooManyWatchers { .. } => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "too_many_watchers")
+                }
+                WatchError::TopicFailed(_) => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "topic_unavailable")
+                }
+                WatchError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+            },
             ApiError::Topic(err) => match err {
                 TopicError::NotFound(_) => (StatusCode::NOT_FOUND, "topic_not_found"),
                 TopicError::NotSinglePartition { .. } => {
@@ -275,6 +296,24 @@ impl ApiError {
         }
     }
 
+    /// The JSON body answered for this error: also the data of a watch's `error` event.
+    pub fn body(&self) -> ErrorResponse {
+        ErrorResponse {
+            error: ErrorDetail {
+                code: self.status_and_code().1,
+                message: self.to_string(),
+                failed: match self {
+                    ApiError::PreconditionFailed(failed) => Some(failed.clone()),
+                    _ => None,
+                },
+                applied_offset: match self {
+                    ApiError::NotYetApplied { applied, .. } => Some(*applied),
+                    _ => None,
+                },
+            },
+        }
+    }
+
     /// How long a client should wait before retrying, for errors that pass by themselves.
     fn retry_after(&self) -> Option<Duration> {
         match self {
@@ -287,7 +326,9 @@ impl ApiError {
             | ApiError::Write(WriteError::Interleaved { .. })
             | ApiError::NotYetApplied { .. }
             | ApiError::EndUnknown(_)
-            | ApiError::Busy { .. } => Some(Duration::from_secs(1)),
+            | ApiError::Busy { .. }
+            | ApiError::Watch(WatchError::TooManyWatchers { .. })
+            | ApiError::Watch(WatchError::NotReached { .. }) => Some(Duration::from_secs(1)),
             _ => None,
         }
     }
@@ -300,26 +341,21 @@ impl IntoResponse for ApiError {
             tracing::warn!(code, error = %self, "request failed");
         }
         let retry_after = self.retry_after();
-        let body = ErrorResponse {
-            error: ErrorDetail {
-                code,
-                message: self.to_string(),
-                failed: match &self {
-                    ApiError::PreconditionFailed(failed) => Some(failed.clone()),
-                    _ => None,
-                },
-                applied_offset: match &self {
-                    ApiError::NotYetApplied { applied, .. } => Some(*applied),
-                    _ => None,
-                },
-            },
-        };
+        let body = self.body();
         let mut response = (status, Json(body)).into_response();
         if let Some(after) = retry_after {
             response.headers_mut().insert(
                 header::RETRY_AFTER,
                 HeaderValue::from(after.as_secs().max(1)),
             );
+        }
+        if let ApiError::Watch(
+            WatchError::Expired { earliest, .. } | WatchError::FellBehind { earliest, .. },
+        ) = &self
+        {
+            response
+                .headers_mut()
+                .insert(EARLIEST_OFFSET_HEADER, HeaderValue::from(*earliest));
         }
         if let ApiError::Auth(error) = &self {
             // RFC 6750: how to authenticate, and why the token fell short.

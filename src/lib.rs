@@ -22,8 +22,10 @@
 //! - [`writer`]: the write path, produce then wait for the local apply; conditional writes
 //!   and atomic batches in a transaction, judged before it commits.
 //! - [`condition`]: the conditions a write states on keys (`If-Match` and the like).
+//! - [`watch`]: change streams: a watcher follows a topic's change log from a position, and
+//!   the watchers of a replica share its limits and its shutdown.
 //! - [`record`]: the one record type, written and applied; no rdkafka in it.
-//! - [`store`]: the in-memory ordered map per topic; no I/O.
+//! - [`store`]: the in-memory ordered map per topic and its log of recent changes; no I/O.
 //! - [`log`]: the log as the write path and HTTP see it: produce records, transactions, the
 //!   last stable offset, broker health.
 //! - [`kafka`]: all rdkafka code of the service: clients, topic admin, producer, replay loop;
@@ -54,4 +56,5 @@ pub mod store;
 pub mod topic;
 pub mod topic_name;
 pub mod topics;
+pub mod watch;
 pub mod writer;

@@ -54,6 +54,13 @@ pub const AUTH_REJECTIONS: &str = "kvstore_auth_rejections_total";
 /// Requests refused because `http.max_concurrent_requests` were in flight.
 pub const REQUESTS_SHED: &str = "kvstore_http_requests_shed_total";
 
+/// Watch streams open on this replica.
+pub const WATCHERS_OPEN: &str = "kvstore_watchers_open";
+/// Events sent to watchers (puts, deletes, snapshot keys, synced and progress events).
+pub const WATCH_EVENTS: &str = "kvstore_watch_events_total";
+/// Watch streams ended because the change log no longer held their position.
+pub const WATCHERS_FELL_BEHIND: &str = "kvstore_watchers_fell_behind_total";
+
 /// Latency buckets, in seconds, from 0.5 ms to 30 s.
 const LATENCY_BUCKETS: [f64; 16] = [
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0,
@@ -129,6 +136,35 @@ fn describe() {
         REQUESTS_SHED,
         "Requests refused with 503 because the in-flight limit was reached"
     );
+    describe_gauge!(WATCHERS_OPEN, "Watch streams open on this replica");
+    describe_counter!(
+        WATCH_EVENTS,
+        "Events sent to watchers: puts, deletes, snapshot keys, synced and progress"
+    );
+    describe_counter!(
+        WATCHERS_FELL_BEHIND,
+        "Watch streams ended because the change log no longer held their position"
+    );
+}
+
+/// Counts a watch stream opened.
+pub fn watcher_opened() {
+    gauge!(WATCHERS_OPEN).increment(1.0);
+}
+
+/// Counts a watch stream closed.
+pub fn watcher_closed() {
+    gauge!(WATCHERS_OPEN).decrement(1.0);
+}
+
+/// Counts a watch stream ended for falling behind.
+pub fn watcher_fell_behind() {
+    counter!(WATCHERS_FELL_BEHIND).increment(1);
+}
+
+/// The counter of events sent to watchers, to keep and increment per event.
+pub fn watch_events() -> metrics::Counter {
+    counter!(WATCH_EVENTS)
 }
 
 /// Counts a request refused by the token check.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use crate::record::RecordRef;
-use crate::store::{SharedStore, StoreStats};
+use crate::store::{Retention, SharedStore, StoreStats};
 
 /// What the replay loop of a topic hands its records and progress to. It knows nothing else
 /// of the topic; [`Topic`] is the one implementation.
@@ -95,6 +95,12 @@ impl Topic {
         }
     }
 
+    /// The topic, keeping `retention` of its recent changes for watchers.
+    pub fn retaining(self, retention: Retention) -> Self {
+        self.store.set_change_retention(retention);
+        self
+    }
+
     /// The topic's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -162,6 +168,12 @@ impl Topic {
 
     /// Marks the topic ready; returns whether it was still replaying.
     fn become_ready(&self) -> bool {
+        if *self.state.borrow() == ReplayState::Replaying {
+            // From the log's end on, records are read as they are written: an offset without
+            // one is a transaction marker or an aborted record, never a compacted change
+            // (see `store::changes`).
+            self.store.trust_gaps();
+        }
         self.state.send_if_modified(|state| {
             let first = *state == ReplayState::Replaying;
             if first {

@@ -330,7 +330,7 @@ impl Topics {
                 });
             }
         }
-        let topic = Arc::new(Topic::new(name));
+        let topic = Arc::new(Topic::new(name).retaining(self.inner.config.watch.retention()));
         kafka
             .start_replay(
                 topic.clone(),

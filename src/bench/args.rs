@@ -46,6 +46,10 @@ pub enum Scenario {
     Roundtrip,
     /// Kafka floor: read the whole topic from its beginning to its end with a bare consumer.
     Consume,
+    /// PUTs while `--watchers` streams on `--watch-url` follow the topic: delivery latency
+    /// (PUT acknowledged to event received), events delivered, and the watched replica's
+    /// apply lag.
+    Watch,
 }
 
 impl Scenario {
@@ -71,6 +75,7 @@ impl Scenario {
             Scenario::Produce => "produce",
             Scenario::Roundtrip => "roundtrip",
             Scenario::Consume => "consume",
+            Scenario::Watch => "watch",
         }
     }
 }
@@ -136,6 +141,20 @@ pub struct BenchArgs {
     /// start, and they stop once it is ready (instead of --duration or --requests).
     #[arg(long, value_name = "TOPIC", conflicts_with_all = ["duration", "requests"])]
     pub while_replaying: Option<String>,
+    /// The watch scenario: base URL of the replica the watchers follow [default: --url].
+    #[arg(long, value_name = "URL")]
+    pub watch_url: Option<String>,
+    /// The watch scenario: streams following the topic.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub watchers: usize,
+    /// The watch scenario: watcher N follows key number N alone (`prefix=` the key) instead
+    /// of the whole topic, so that each write has one watcher (with `--keys` the watchers).
+    #[arg(long)]
+    pub watch_own_key: bool,
+    /// The watch scenario: how long the watchers stay open before the PUTs start (a pause in
+    /// which to read the watched replica's memory).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "0s")]
+    pub watch_idle: Duration,
     /// Print the result as one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -198,10 +217,25 @@ pub struct Plan {
     pub prefill: bool,
     /// The topic whose replay the run lasts, for [`Limit::WhileReplaying`].
     pub while_replaying: Option<String>,
+    /// The watch scenario: the replica watched, its streams, and their idle time first.
+    pub watch: WatchPlan,
     /// Whether to print JSON.
     pub json: bool,
     /// The CA to trust and the bearer token to send.
     pub security: SecurityArgs,
+}
+
+/// The watch scenario's side of a plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WatchPlan {
+    /// Base URL of the replica watched, without a trailing `/`.
+    pub url: String,
+    /// Streams following the topic.
+    pub watchers: usize,
+    /// How long they stay open before the PUTs start.
+    pub idle: Duration,
+    /// Whether watcher N follows key number N alone.
+    pub own_key: bool,
 }
 
 impl BenchArgs {
@@ -296,7 +330,25 @@ impl BenchArgs {
                 Err(error) => return invalid(format!("--url: {error}")),
             }
         }
+        if scenario == Scenario::Watch {
+            if self.target != Target::Kvstore {
+                return invalid("watch needs a kvstore --target".into());
+            }
+            if self.watchers == 0 {
+                return invalid("--watchers must be at least 1".into());
+            }
+        }
+        let watch_url = self
+            .watch_url
+            .as_deref()
+            .map_or_else(|| url.clone(), |u| u.trim_end_matches('/').to_owned());
         Ok(Plan {
+            watch: WatchPlan {
+                url: watch_url,
+                watchers: self.watchers,
+                idle: self.watch_idle,
+                own_key: self.watch_own_key,
+            },
             scenario,
             target: self.target,
             url,

@@ -55,6 +55,15 @@ pub enum Op {
 }
 
 impl Op {
+    /// The key of a put or get (the first key of a batch or page).
+    pub fn key(self) -> u64 {
+        match self {
+            Op::Put(key) | Op::Get(key) | Op::StrongGet(key) | Op::Cas(key) | Op::Range(key) => key,
+            Op::Batch { first, .. } => first,
+            Op::Healthz => 0,
+        }
+    }
+
     /// Operations the request carries.
     fn operations(self) -> u64 {
         match self {
@@ -91,7 +100,7 @@ impl Workload {
     /// The next request, using `rng` for random choices.
     pub fn next(&self, rng: &mut SplitMix64) -> Op {
         match self.scenario {
-            Scenario::Put => Op::Put(self.next_written(1)),
+            Scenario::Put | Scenario::Watch => Op::Put(self.next_written(1)),
             Scenario::Get => Op::Get(rng.below(self.keys)),
             Scenario::StrongGet => Op::StrongGet(rng.below(self.keys)),
             Scenario::Cas => Op::Cas(rng.below(self.keys)),
@@ -209,6 +218,24 @@ impl HttpTarget {
             }
             (Target::Etcd, Op::Healthz) => client.get(format!("{url}/health")),
         }
+    }
+
+    /// PUTs key number `key` to kvstore; returns the write's offset.
+    pub async fn put_offset(&self, key: u64) -> Result<i64, String> {
+        let response = self
+            .request(Op::Put(key))
+            .send()
+            .await
+            .map_err(error_kind)?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(error_kind)?;
+        if !status.is_success() {
+            return Err(status.as_u16().to_string());
+        }
+        serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|answer| answer["offset"].as_i64())
+            .ok_or_else(|| "no offset".to_owned())
     }
 
     /// Sends `op` and reads the whole answer (so the connection can be reused).
@@ -524,6 +551,12 @@ mod tests {
 
     fn plan(scenario: Scenario, keys: u64, batch_size: usize) -> Plan {
         Plan {
+            watch: crate::bench::args::WatchPlan {
+                url: "http://127.0.0.1:8080".into(),
+                watchers: 1,
+                idle: Duration::ZERO,
+                own_key: false,
+            },
             scenario,
             target: Target::Kvstore,
             url: "http://127.0.0.1:1".into(),

@@ -9,11 +9,13 @@
 //! - [`kafka`]: the Kafka floors: a bare producer, a produce-and-consume round trip, and a
 //!   bare consumer reading a whole topic.
 //! - [`report`]: per-client recorders, live progress on stderr, the final table or JSON.
+//! - [`watch`]: PUTs while watch streams follow the topic: delivery latency and events/s.
 
 pub mod args;
 pub mod http;
 pub mod kafka;
 pub mod report;
+pub mod watch;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
@@ -48,6 +50,8 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
     let report = runtime.block_on(async {
         if plan.scenario.is_kafka() {
             kafka::run(&plan).await
+        } else if plan.scenario == Scenario::Watch {
+            watch::run(&plan).await
         } else {
             http::run(&plan).await
         }

@@ -36,8 +36,7 @@ impl Recorder {
     /// An empty recorder.
     pub fn new() -> Recorder {
         Recorder {
-            latency: Histogram::new_with_bounds(1, HIGHEST_MICROS, 3)
-                .expect("constant histogram bounds are valid"),
+            latency: micros_histogram(),
             requests: 0,
             operations: 0,
             errors: BTreeMap::new(),
@@ -226,6 +225,45 @@ pub struct Report {
     pub latency_ms: Option<Latency>,
     /// Failed requests by kind (HTTP status, `timeout`, `connect`, ...).
     pub errors: BTreeMap<String, u64>,
+    /// The watch scenario: what the watchers saw.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub watch: Option<WatchFigures>,
+}
+
+/// What the watchers of the watch scenario saw.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WatchFigures {
+    /// Streams that followed the topic.
+    pub watchers: usize,
+    /// Change events they received, all together.
+    pub events: u64,
+    /// Those per second of the measured phase.
+    pub events_per_second: f64,
+    /// From a PUT's acknowledgement to its event at the first watcher.
+    pub delivery_ms: Option<Latency>,
+    /// From a PUT's acknowledgement to the start of a watch with `min_offset` at its offset
+    /// on the watched replica (one request more than the apply itself), for every 50th PUT.
+    pub apply_lag_ms: Option<Latency>,
+    /// The same request for an offset long applied: what the request alone costs.
+    pub request_floor_ms: Option<Latency>,
+}
+
+/// The percentiles of `h` (microseconds), in milliseconds; `None` if it is empty.
+pub fn latency_of(h: &Histogram<u64>) -> Option<Latency> {
+    let ms = |micros: u64| micros as f64 / 1000.0;
+    (!h.is_empty()).then(|| Latency {
+        p50: ms(h.value_at_quantile(0.5)),
+        p90: ms(h.value_at_quantile(0.9)),
+        p99: ms(h.value_at_quantile(0.99)),
+        p999: ms(h.value_at_quantile(0.999)),
+        max: ms(h.max()),
+        mean: h.mean() / 1000.0,
+    })
+}
+
+/// An empty histogram of microseconds, as the recorders keep.
+pub fn micros_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, HIGHEST_MICROS, 3).expect("constant histogram bounds are valid")
 }
 
 impl Report {
@@ -236,8 +274,6 @@ impl Report {
         let kafka = plan.scenario.is_kafka();
         let etcd = !kafka && plan.target == Target::Etcd;
         let batched = matches!(plan.scenario, Scenario::Batch | Scenario::Range);
-        let ms = |micros: u64| micros as f64 / 1000.0;
-        let h = &seen.latency;
         Report {
             scenario: plan.scenario,
             target: (!kafka).then_some(plan.target),
@@ -257,15 +293,9 @@ impl Report {
             operations_per_second,
             ms_per_operation: (plan.scenario == Scenario::Batch && seen.operations > 0)
                 .then(|| 1000.0 / operations_per_second),
-            latency_ms: (!h.is_empty()).then(|| Latency {
-                p50: ms(h.value_at_quantile(0.5)),
-                p90: ms(h.value_at_quantile(0.9)),
-                p99: ms(h.value_at_quantile(0.99)),
-                p999: ms(h.value_at_quantile(0.999)),
-                max: ms(h.max()),
-                mean: h.mean() / 1000.0,
-            }),
+            latency_ms: latency_of(&seen.latency),
             errors: seen.errors.clone(),
+            watch: None,
         }
     }
 
@@ -325,6 +355,25 @@ impl Report {
             group_digits(self.requests as f64),
             group_digits(self.errors.values().sum::<u64>() as f64)
         );
+        if let Some(watch) = &self.watch {
+            let _ = writeln!(
+                out,
+                "  {:<13}{} watchers, {} events/s",
+                "watchers",
+                watch.watchers,
+                group_digits(watch.events_per_second)
+            );
+            for (name, latency) in [
+                ("delivery", &watch.delivery_ms),
+                ("apply lag", &watch.apply_lag_ms),
+                ("request floor", &watch.request_floor_ms),
+            ] {
+                if let Some(latency) = latency {
+                    let _ = writeln!(out, "  {name}");
+                    out.push_str(&latency_table(latency));
+                }
+            }
+        }
         if !self.errors.is_empty() {
             let errors: Vec<String> = self
                 .errors
@@ -394,6 +443,12 @@ mod tests {
 
     fn plan(scenario: Scenario) -> Plan {
         Plan {
+            watch: crate::bench::args::WatchPlan {
+                url: "http://127.0.0.1:8080".into(),
+                watchers: 1,
+                idle: Duration::ZERO,
+                own_key: false,
+            },
             scenario,
             target: Target::Kvstore,
             url: "http://127.0.0.1:8080".into(),

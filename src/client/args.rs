@@ -1,4 +1,4 @@
-//! The command line of `kvstore get|put|delete|range|batch|topics`.
+//! The command line of `kvstore get|put|delete|range|batch|topics|watch`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -37,6 +37,10 @@ pub enum ClientCommand {
     /// List the topics the server serves, with keys, bytes, offsets and lag.
     #[command(after_help = EXIT_STATUS_HELP)]
     Topics(TopicsArgs),
+    /// Follow a topic's changes as JSON lines, one event a line, resuming by itself after a
+    /// dropped connection.
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Watch(WatchArgs),
 }
 
 /// Options of every client command.
@@ -137,11 +141,9 @@ pub struct DeleteArgs {
     pub connection: Connection,
 }
 
-/// `kvstore range TOPIC`.
+/// Which keys a range or a watch covers.
 #[derive(Debug, clap::Args)]
-pub struct RangeArgs {
-    /// The topic (namespace).
-    pub topic: String,
+pub struct KeysArgs {
     /// Only keys that begin with this.
     #[arg(long)]
     pub prefix: Option<String>,
@@ -151,6 +153,16 @@ pub struct RangeArgs {
     /// Only keys before this (exclusive).
     #[arg(long)]
     pub end: Option<String>,
+}
+
+/// `kvstore range TOPIC`.
+#[derive(Debug, clap::Args)]
+pub struct RangeArgs {
+    /// The topic (namespace).
+    pub topic: String,
+    /// Which keys.
+    #[command(flatten)]
+    pub keys: KeysArgs,
     /// Stop after this many keys in all [default: every key in the range].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub limit: Option<u64>,
@@ -197,4 +209,36 @@ pub struct TopicsArgs {
     /// The server, the timeout and the output format.
     #[command(flatten)]
     pub connection: Connection,
+}
+
+/// `kvstore watch TOPIC`.
+#[derive(Debug, clap::Args)]
+pub struct WatchArgs {
+    /// The topic (namespace).
+    pub topic: String,
+    /// Which keys.
+    #[command(flatten)]
+    pub keys: KeysArgs,
+    /// Continue strictly after this offset (the `id` of the last event seen) [default: the
+    /// changes from now on].
+    #[arg(
+        long,
+        value_name = "N",
+        allow_hyphen_values = true,
+        conflicts_with = "snapshot"
+    )]
+    pub from: Option<i64>,
+    /// First print the current keys as `put` events, then `synced`, then the changes.
+    #[arg(long)]
+    pub snapshot: bool,
+    /// Base URL of the kvstore server.
+    #[arg(long, env = "KVSTORE_URL", value_name = "URL", default_value = DEFAULT_URL)]
+    pub url: String,
+    /// How long the server may send nothing before the connection is taken for dead and
+    /// made again (the server sends something every 15 s).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "60s")]
+    pub idle_timeout: Duration,
+    /// The CA to trust and the bearer token to send.
+    #[command(flatten)]
+    pub security: SecurityArgs,
 }

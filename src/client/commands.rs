@@ -22,6 +22,7 @@ pub async fn execute(command: ClientCommand) -> Result<(), ClientError> {
         ClientCommand::Range(args) => range(args).await,
         ClientCommand::Batch(args) => batch(args).await,
         ClientCommand::Topics(args) => topics(args).await,
+        ClientCommand::Watch(args) => super::watch::watch(args).await,
     }
 }
 
@@ -152,9 +153,9 @@ async fn range(args: RangeArgs) -> Result<(), ClientError> {
             (remaining, page) => remaining.or(page),
         };
         let query = RangeQuery {
-            prefix: args.prefix.as_deref(),
-            start: args.start.as_deref(),
-            end: args.end.as_deref(),
+            prefix: args.keys.prefix.as_deref(),
+            start: args.keys.start.as_deref(),
+            end: args.keys.end.as_deref(),
             limit,
             cursor: cursor.as_deref(),
         };

@@ -267,7 +267,7 @@ fn with_conditions(
 
 /// A topic or key as one path segment. HTTP clients drop `.` and `..` segments (even
 /// escaped), so those cannot be sent in a path at all.
-fn segment(what: &str, text: &str) -> Result<String, ClientError> {
+pub(super) fn segment(what: &str, text: &str) -> Result<String, ClientError> {
     if text == "." || text == ".." {
         return Err(ClientError::Usage(format!(
             "the {what} {text:?} cannot be sent in a URL path (HTTP clients drop dot segments); \
@@ -279,7 +279,7 @@ fn segment(what: &str, text: &str) -> Result<String, ClientError> {
 
 /// The error an answer with `status` and `body` stands for: the API's
 /// `{"error": {"code", "message"}}`, or the body itself if it is not that.
-fn api_error(status: u16, body: &[u8]) -> ClientError {
+pub(super) fn api_error(status: u16, body: &[u8]) -> ClientError {
     #[derive(serde::Deserialize)]
     struct Body {
         error: Detail,
@@ -312,7 +312,7 @@ fn api_error(status: u16, body: &[u8]) -> ClientError {
 
 /// A transport error, told by its innermost cause (reqwest's own message repeats the URL and
 /// names only the outermost layer).
-fn unreachable(url: &str, error: &reqwest::Error) -> ClientError {
+pub(super) fn unreachable(url: &str, error: &reqwest::Error) -> ClientError {
     let mut innermost: &dyn std::error::Error = error;
     while let Some(cause) = innermost.source() {
         if let Some(tls) = tls_error(cause) {

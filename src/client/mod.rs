@@ -1,4 +1,4 @@
-//! The `kvstore get|put|delete|range|batch|topics` commands: a client of a kvstore server
+//! The `kvstore get|put|delete|range|batch|topics|watch` commands: a client of a kvstore server
 //! over HTTP, like `etcdctl` or `consul kv`.
 //!
 //! Output is made for pipes: `get` writes the raw value, `range` one `key<TAB>value` line per
@@ -11,6 +11,7 @@
 //! - [`input`]: values and batches from arguments, files and stdin.
 //! - [`output`]: writing to stdout, and values as text fields.
 //! - [`security`]: the CA to trust for https:// and the bearer token, also used by `bench`.
+//! - [`watch`]: `kvstore watch`, a change stream read as JSON lines, resumed after drops.
 //! - [`error`]: what can go wrong, and the exit status for each.
 
 pub mod args;
@@ -20,6 +21,7 @@ pub mod http;
 pub mod input;
 pub mod output;
 pub mod security;
+pub mod watch;
 
 use std::process::ExitCode;
 

@@ -58,7 +58,7 @@ impl From<Box<figment::Error>> for ConfigError {
 impl Config {
     /// The top-level keys, so that unrelated `KVSTORE_*` variables (such as the client's
     /// `KVSTORE_URL`) are not mistaken for server settings.
-    const KEYS: [&'static str; 12] = [
+    const KEYS: [&'static str; 13] = [
         "listen",
         "brokers",
         "write_timeout",
@@ -71,6 +71,7 @@ impl Config {
         "kafka",
         "auth",
         "consistency",
+        "watch",
     ];
 
     /// The layered sources: defaults, the TOML file, the environment, then `overrides`.

@@ -52,6 +52,8 @@ pub struct Config {
     pub kafka: KafkaConfig,
     /// Who may do what: bearer tokens and their scopes.
     pub auth: AuthConfig,
+    /// Change streams (`/v1/{topic}/watch`): how many, how much history, how often.
+    pub watch: WatchConfig,
     /// Conditional writes, atomic batches, and reads that wait for an offset.
     pub consistency: ConsistencyConfig,
 }
@@ -209,6 +211,34 @@ pub struct LimitsConfig {
     pub max_atomic_batch_ops: usize,
 }
 
+/// Change streams: `GET /v1/{topic}/watch`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WatchConfig {
+    /// Most watch streams open at once on this replica; more get 503. They are not counted
+    /// in `http.max_concurrent_requests`. Default `10000`.
+    pub max_watchers: usize,
+    /// Most recent changes each topic keeps, from which watchers are served and resume
+    /// (`Last-Event-ID`, `from`); an older position gets 410, and a watcher that falls this
+    /// far behind is ended. Default `100000`.
+    pub retain_changes: usize,
+    /// Most bytes of keys and values those changes may hold (plus 128 per change), per topic.
+    /// Default `33554432` (32 MiB).
+    pub retain_bytes: usize,
+    /// Most bytes of keys and values one watcher holds at once beside the changes it shares
+    /// with the others: a page of its snapshot, a batch of changes taken to send. Default
+    /// `1048576` (1 MiB).
+    pub max_buffer_bytes: usize,
+    /// A `progress` event (the position reached, to resume from) after this long without an
+    /// event, when the position moved. Default `5s`.
+    #[serde(with = "humantime_serde")]
+    pub progress_interval: Duration,
+    /// A comment line after this long without anything sent, so that proxies keep the
+    /// connection. Default `15s`.
+    #[serde(with = "humantime_serde")]
+    pub keep_alive_interval: Duration,
+}
+
 /// Kafka client tuning.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -354,6 +384,7 @@ impl Default for Config {
             kafka: KafkaConfig::default(),
             auth: AuthConfig::default(),
             consistency: ConsistencyConfig::default(),
+            watch: WatchConfig::default(),
         }
     }
 }
@@ -394,6 +425,30 @@ impl Default for LimitsConfig {
             max_topics: 1000,
             max_pending_writes: 10_000,
             max_atomic_batch_ops: 1000,
+        }
+    }
+}
+
+impl Default for WatchConfig {
+    fn default() -> Self {
+        let retention = crate::store::Retention::default();
+        WatchConfig {
+            max_watchers: 10_000,
+            retain_changes: retention.changes,
+            retain_bytes: retention.bytes,
+            max_buffer_bytes: 1024 * 1024,
+            progress_interval: Duration::from_secs(5),
+            keep_alive_interval: Duration::from_secs(15),
+        }
+    }
+}
+
+impl WatchConfig {
+    /// How much recent history each topic keeps.
+    pub fn retention(&self) -> crate::store::Retention {
+        crate::store::Retention {
+            changes: self.retain_changes,
+            bytes: self.retain_bytes,
         }
     }
 }

@@ -27,6 +27,10 @@ impl Config {
                 "http.max_concurrent_requests",
                 self.http.max_concurrent_requests,
             ),
+            ("watch.max_watchers", self.watch.max_watchers),
+            ("watch.retain_changes", self.watch.retain_changes),
+            ("watch.retain_bytes", self.watch.retain_bytes),
+            ("watch.max_buffer_bytes", self.watch.max_buffer_bytes),
         ];
         for (key, value) in positive {
             if value == 0 {
@@ -53,6 +57,8 @@ impl Config {
             ("kafka.admin_timeout", self.kafka.admin_timeout),
             ("consistency.default_wait", self.consistency.default_wait),
             ("consistency.max_wait", self.consistency.max_wait),
+            ("watch.progress_interval", self.watch.progress_interval),
+            ("watch.keep_alive_interval", self.watch.keep_alive_interval),
         ];
         for (key, value) in durations {
             if value.is_zero() {

@@ -3,6 +3,7 @@
 //! - [`keys`]: `GET/PUT/DELETE /v1/{topic}/keys/{key}`
 //! - [`range`]: `GET /v1/{topic}/range`
 //! - [`batch`]: `POST /v1/{topic}/batch`
+//! - [`watch`]: `GET /v1/{topic}/watch`, changes as Server-Sent Events
 //! - [`topics`]: `GET /v1/topics`
 //! - [`health`]: `/healthz`, `/readyz`, `/metrics`
 //! - `/openapi.json` and, at `/docs`, Swagger UI reading it (built into the binary, so it works
@@ -28,6 +29,7 @@ pub mod range;
 pub mod server;
 pub mod tls;
 pub mod topics;
+pub mod watch;
 
 use std::any::Any;
 
@@ -65,13 +67,18 @@ use crate::http::auth::Needs;
         keys::delete_key,
         range::scan_range,
         batch::write_batch,
+        watch::watch_changes,
         topics::list_topics,
         health::healthz,
         health::readyz,
         health::metrics,
     ),
-    // Named in query parameters, which do not collect the schemas they use.
-    components(schemas(consistency::ConsistencyLevel)),
+    // Named in parameters and events, which do not collect the schemas they use.
+    components(schemas(
+        consistency::ConsistencyLevel,
+        watch::WatchDelete,
+        watch::WatchPosition
+    )),
     tags(
         (name = "keys", description = "Values by key, ranges and batches"),
         (name = "topics", description = "The topics this replica serves"),
@@ -86,6 +93,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     name_batch_operations(&mut doc);
     binary_values(&mut doc);
+    watch::document_events(&mut doc);
     document_auth_and_limits(&mut doc);
     doc
 }
@@ -264,6 +272,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/{topic}/batch",
             post(batch::write_batch).route_layer(needs(Needs::Write)),
+        )
+        .route(
+            "/v1/{topic}/watch",
+            get(watch::watch_changes).route_layer(needs(Needs::Read)),
         )
         .route(
             "/v1/topics",

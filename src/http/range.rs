@@ -16,7 +16,7 @@ use super::extract::{TopicPath, topic_from_uri};
 use super::freshness::add_freshness_headers;
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorResponse};
-use crate::store::KeyRange;
+use crate::store::{KeyRange, Value};
 use crate::topics::Access;
 use axum::response::{IntoResponse, Response};
 
@@ -99,6 +99,30 @@ pub struct RangeItem {
     /// The value's version: the offset of the record that wrote it.
     #[schema(example = 42)]
     pub offset: i64,
+}
+
+impl RangeItem {
+    /// A key and its value as range results (and watch events) show them.
+    pub fn new(key: Vec<u8>, value: &Value) -> RangeItem {
+        let (embedded, encoding) = embed(&value.bytes, &value.content_type);
+        let (key, key_encoding) = key_text(key);
+        RangeItem {
+            key,
+            key_encoding,
+            value: embedded,
+            encoding,
+            content_type: value.content_type.to_string(),
+            offset: value.offset,
+        }
+    }
+}
+
+/// A key as text: itself if it is UTF-8, else base64 with `key_encoding` saying so.
+pub fn key_text(key: Vec<u8>) -> (String, Option<ValueEncoding>) {
+    match String::from_utf8(key) {
+        Ok(key) => (key, None),
+        Err(e) => (base64(e.as_bytes()), Some(ValueEncoding::Base64)),
+    }
 }
 
 /// List keys in order.
@@ -186,21 +210,7 @@ pub async fn scan_range(
     let items = page
         .items
         .into_iter()
-        .map(|(key, value)| {
-            let (embedded, encoding) = embed(&value.bytes, &value.content_type);
-            let (key, key_encoding) = match String::from_utf8(key) {
-                Ok(key) => (key, None),
-                Err(e) => (base64(e.as_bytes()), Some(ValueEncoding::Base64)),
-            };
-            RangeItem {
-                key,
-                key_encoding,
-                value: embedded,
-                encoding,
-                content_type: value.content_type.to_string(),
-                offset: value.offset,
-            }
-        })
+        .map(|(key, value)| RangeItem::new(key, &value))
         .collect();
     let mut response = Json(RangeResponse { items, next_cursor }).into_response();
     add_freshness_headers(

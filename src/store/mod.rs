@@ -1,5 +1,6 @@
 //! The in-memory state of one topic: an ordered map from key to its latest value, rebuilt by
-//! applying the topic's records in offset order, and a watch of how far it has applied.
+//! applying the topic's records in offset order, a watch of how far it has applied, and a log
+//! of the most recent changes for watchers ([`ChangeLog`]).
 //!
 //! Nothing here knows about HTTP or Kafka: the replay hands it Kafka messages as
 //! [`RecordRef`]s, the write path this replica's own acknowledged [`Record`]s, and the HTTP
@@ -12,8 +13,10 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+mod changes;
 mod slot;
 
+pub use changes::{Change, ChangeLog, ChangePage, Expired, Retention};
 use slot::{ContentTypeCode, DescendingKey, Slot};
 
 use crate::record::{Record, RecordRef};
@@ -92,6 +95,8 @@ pub struct TopicStore {
     /// The index of the last content type interned or looked up.
     last_content_type: Option<u32>,
     default_content_type: Arc<str>,
+    /// The recent changes, for watchers; see [`changes`].
+    changes: ChangeLog,
 }
 
 impl TopicStore {
@@ -104,10 +109,15 @@ impl TopicStore {
     }
 
     /// Applies one record. Records at offsets already applied are ignored, so replaying a
-    /// record twice cannot change the state. Returns whether the record was applied.
+    /// record twice cannot change the state. Returns whether the record was applied. Every
+    /// applied record passes here, from the replay and from [`TopicStore::apply_own`] alike,
+    /// which is why the change log is written here.
     pub fn apply(&mut self, record: RecordRef<'_>) -> bool {
         if record.offset < self.applied_offset {
             return false;
+        }
+        if record.offset > self.applied_offset {
+            self.changes.skip_to(record.offset);
         }
         self.applied_offset = record.offset + 1;
         let Some(key) = record.key else {
@@ -126,6 +136,7 @@ impl TopicStore {
             let old = old.parts();
             self.bytes -= (old.key.len() + old.value.len()) as u64;
         }
+        self.record_change(record.offset, key, record.value, record.content_type);
         true
     }
 
@@ -166,6 +177,7 @@ impl TopicStore {
     /// many own records this let through.
     pub fn advance_to(&mut self, position: i64) -> usize {
         if position > self.applied_offset {
+            self.changes.skip_to(position);
             self.applied_offset = position;
         }
         self.apply_own_ready()

@@ -3,6 +3,7 @@
 mod common;
 
 mod batch;
+mod browser;
 mod clients;
 mod cluster;
 mod compaction;
@@ -25,3 +26,4 @@ mod sdk;
 mod security;
 mod tls;
 mod topics;
+mod watch;

@@ -161,6 +161,11 @@ async fn every_documented_operation_is_routed() {
             }
             let response = request.send().await.expect("sent");
             let status = response.status();
+            if response.headers()["content-type"] == "text/event-stream" {
+                // A watch: routed, and its stream never ends by itself.
+                checked += 1;
+                continue;
+            }
             let body: serde_json::Value = response.json().await.unwrap_or_default();
             let code = body["error"]["code"].as_str().unwrap_or_default();
             assert!(

@@ -10,6 +10,7 @@ mod kafka;
 pub mod load;
 pub mod raw;
 pub mod server;
+pub mod sse;
 mod tansu;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};

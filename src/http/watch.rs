@@ -1,0 +1,593 @@
+//! `/v1/{topic}/watch`: a topic's changes to a range of keys as Server-Sent Events, resumable
+//! on any replica. What a watcher hands out and why it never holds up the replay is in
+//! [`crate::watch`]; this module reads the request and writes the events.
+//!
+//! Frames are written here rather than with axum's `Sse`, so that a change's frame is encoded
+//! once and shared by every watcher that sends it ([`Change::encoded`]).
+
+use std::convert::Infallible;
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, Uri, header};
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::encoding::ValueEncoding;
+use super::extract::{TopicPath, topic_from_uri};
+use super::freshness::add_freshness_headers;
+use super::range::{RangeItem, key_text};
+use crate::app::AppState;
+use crate::error::{ApiError, ErrorResponse};
+use crate::store::{Change, KeyRange, Value};
+use crate::topics::Access;
+use crate::watch::{Start, WatchError, WatchEvent, Watcher, WatcherSlot, Watchers};
+
+/// How long a watch waits for this replica to apply `from` or `min_offset` when the request
+/// names no `wait`.
+const DEFAULT_WAIT: Duration = Duration::from_secs(5);
+
+/// The longest `wait` a request may ask for.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+
+/// Which changes to stream, and from where.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct WatchParams {
+    /// Only keys that begin with this.
+    pub prefix: Option<String>,
+    /// Only keys at or after this (inclusive).
+    pub start: Option<String>,
+    /// Only keys before this (exclusive).
+    pub end: Option<String>,
+    /// Continue strictly after this offset (the `id` of the last event received; `-1`: from
+    /// the topic's first offset). A `Last-Event-ID` header takes precedence. Without either,
+    /// the stream starts with the changes applied after the request.
+    #[param(minimum = -1)]
+    pub from: Option<i64>,
+    /// First send the current keys of the range as `put` events (without `id`), then `synced`
+    /// (its `id` the offset they are the state as of), then the changes after it. Cannot be
+    /// combined with `from`; ignored with `Last-Event-ID` (a reconnecting `EventSource` has
+    /// its snapshot already).
+    pub snapshot: Option<bool>,
+    /// Start only once this replica has applied this offset (say, the offset of a write just
+    /// made elsewhere).
+    #[param(minimum = 0)]
+    pub min_offset: Option<i64>,
+    /// How long to wait for this replica to apply `from` or `min_offset` before answering
+    /// 504, such as `500ms` or `10s`: default `5s`, at most `60s`.
+    #[param(pattern = r"^[0-9]+(ms|s)$")]
+    pub wait: Option<String>,
+}
+
+/// Where a reconnecting client left off, as documented (the handler reads the header itself).
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct WatchHeaders {
+    /// Continue strictly after this offset: the `id` of the last event received (what
+    /// `EventSource` sends when it reconnects). Takes precedence over `from`.
+    #[serde(rename = "Last-Event-ID")]
+    #[param(minimum = -1, nullable = false)]
+    pub last_event_id: Option<i64>,
+}
+
+/// The data of a `delete` event.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WatchDelete {
+    /// The key (base64 if it is not UTF-8; see `key_encoding`).
+    #[schema(example = "user/1")]
+    pub key: String,
+    /// Present, as `base64`, only for a key that is not UTF-8 (written by another producer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub key_encoding: Option<ValueEncoding>,
+    /// The offset of the delete.
+    #[schema(example = 43)]
+    pub offset: i64,
+}
+
+/// The data of a `synced` or `progress` event: a position to resume from (also its `id`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WatchPosition {
+    /// Every matching change at or below this offset has been sent.
+    #[schema(example = 44)]
+    pub offset: i64,
+}
+
+/// Stream changes as Server-Sent Events.
+///
+/// Answers `text/event-stream`. Every change applied to a key of the range (`prefix`, and/or
+/// `start` inclusive and `end` exclusive), in offset order:
+///
+/// - `event: put`, `id:` its offset, `data:` the key and value as a range item (`RangeItem`).
+/// - `event: delete`, `id:` its offset, `data:` the key and offset (`WatchDelete`).
+///
+/// The stream opens with `event: progress` (`WatchPosition`) naming the position it starts
+/// after. An atomic batch appears as consecutive events; writes that were rejected or aborted
+/// never appear. With `snapshot=true` the current keys come first as `put` events without
+/// `id`, then `event: synced` (`WatchPosition`). When nothing was sent for
+/// `watch.progress_interval` (5 s), `event: progress` (`WatchPosition`) carries the position
+/// reached, never ahead of what was sent; comment lines keep the connection alive.
+///
+/// Resume with `Last-Event-ID` (what `EventSource` sends when it reconnects) or `from`, on
+/// any replica: the stream continues strictly after that offset, nothing missed, nothing
+/// twice. A position older than the changes this replica keeps (`watch.retain_changes`) is
+/// 410 with the earliest one it can resume from in `X-Kv-Earliest-Offset`: start again with
+/// `snapshot=true`. Once streaming, an error is `event: error` with the usual error body,
+/// after which the stream ends; `watch_fell_behind` means the client read too slowly for the
+/// changes it had not read yet to be kept.
+#[utoipa::path(
+    get,
+    path = "/v1/{topic}/watch",
+    tag = "keys",
+    params(
+        TopicPath,
+        WatchParams,
+        WatchHeaders,
+    ),
+    responses(
+        (status = 200, description = "The event stream", content_type = "text/event-stream", body = String,
+            headers(
+                ("X-Kv-Lag" = i64, description = "Records of the topic this replica had yet to apply when the stream started, when known"),
+                ("X-Kv-Stale-Seconds" = i64, description = "Only while the broker is unreachable: seconds since it last answered"),
+            )),
+        (status = 400, description = "Invalid topic name, query or `Last-Event-ID`", body = ErrorResponse),
+        (status = 404, description = "The topic does not exist", body = ErrorResponse),
+        (status = 409, description = "The topic has more than one partition", body = ErrorResponse),
+        (status = 410, description = "The position to resume from is older than the changes this replica keeps (`watch_expired`)", body = ErrorResponse,
+            headers(
+                ("X-Kv-Earliest-Offset" = i64, description = "The earliest position this replica can resume from"),
+            )),
+        (status = 503, description = "Too many watchers (`too_many_watchers`), broker unavailable or topic still replaying", body = ErrorResponse),
+        (status = 504, description = "This replica did not apply `from` or `min_offset` within `wait` (`offset_not_reached`)", body = ErrorResponse),
+    )
+)]
+pub async fn watch_changes(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    params: Result<Query<WatchParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let topic_name = topic_from_uri(&uri)?;
+    let Query(params) = params.map_err(|e| ApiError::InvalidQuery(e.body_text()))?;
+    let last_event_id = last_event_id(&headers)?;
+    if params.from.is_some_and(|from| from < -1) {
+        return Err(ApiError::InvalidQuery("from must be at least -1".into()));
+    }
+    if params.min_offset.is_some_and(|offset| offset < 0) {
+        return Err(ApiError::InvalidQuery(
+            "min_offset must be at least 0".into(),
+        ));
+    }
+    let wait = parse_wait(params.wait.as_deref())?;
+    let start = match (last_event_id, params.from, params.snapshot.unwrap_or(false)) {
+        (Some(id), _, _) => Start::After(id),
+        (None, Some(_), true) => {
+            return Err(ApiError::InvalidQuery(
+                "from and snapshot=true cannot be combined: a snapshot is of the current state"
+                    .into(),
+            ));
+        }
+        (None, Some(from), false) => Start::After(from),
+        (None, None, true) => Start::Snapshot,
+        (None, None, false) => Start::Now,
+    };
+    let range = KeyRange {
+        prefix: params.prefix.map(String::into_bytes).unwrap_or_default(),
+        start: params.start.map(String::into_bytes),
+        end: params.end.map(String::into_bytes),
+        after: None,
+    };
+    // Taken first, so that requests waiting for their topic or offset count too.
+    let slot = state.watchers.admit()?;
+    let stopping = state.watchers.stopping().clone();
+    let topic = tokio::select! {
+        () = stopping.cancelled() => return Err(WatchError::ShuttingDown.into()),
+        topic = state.topics.get(&topic_name, Access::Existing) => topic?,
+    };
+    let after = match start {
+        Start::After(offset) => Some(offset),
+        _ => None,
+    };
+    if let Some(offset) = after.max(params.min_offset).filter(|o| *o >= 0) {
+        // A replica behind the position waits to catch up, bounded by `wait`, rather than
+        // start a stream from a point it has not reached.
+        let caught_up = tokio::select! {
+            () = stopping.cancelled() => return Err(WatchError::ShuttingDown.into()),
+            waited = topic.store().wait_applied(offset, wait) => waited,
+        };
+        caught_up.map_err(|_| WatchError::NotReached {
+            offset,
+            waited: wait,
+        })?;
+    }
+    let membership = state.watchers.join(&topic, &range);
+    let watcher = Watcher::new(
+        topic.clone(),
+        range,
+        start,
+        state.watchers.config().max_buffer_bytes,
+    )?
+    .signalled_by(membership);
+    let mut response = Response::new(Body::from_stream(events(
+        watcher,
+        slot,
+        state.watchers.clone(),
+    )));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    // Proxies that buffer responses (nginx) would hold events back.
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    let applied_offset = topic.store().applied_offset();
+    add_freshness_headers(headers, &topic, applied_offset, state.log.status());
+    Ok(response)
+}
+
+/// The kinds of event a watch sends, and the schema of each one's `data`.
+const EVENT_KINDS: [(&str, &str); 5] = [
+    ("put", "RangeItem"),
+    ("delete", "WatchDelete"),
+    ("synced", "WatchPosition"),
+    ("progress", "WatchPosition"),
+    ("error", "ErrorResponse"),
+];
+
+/// Describes the events of `/v1/{topic}/watch` in the OpenAPI document. In OpenAPI 3.1 the
+/// schema of an event stream is that of one event (fields `event`, `id`, `data`); `data` is
+/// JSON of the schema its kind names (`contentMediaType` and `contentSchema`, which utoipa
+/// has no field for).
+pub fn document_events(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::extensions::Extensions;
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    let Some(content) = doc
+        .paths
+        .paths
+        .get_mut("/v1/{topic}/watch")
+        .and_then(|item| item.get.as_mut())
+        .and_then(|get| get.responses.responses.get_mut("200"))
+        .and_then(|response| match response {
+            RefOr::T(response) => response.content.get_mut("text/event-stream"),
+            RefOr::Ref(_) => None,
+        })
+    else {
+        return;
+    };
+    let mut events = OneOfBuilder::new().description(Some(
+        "One event: its kind, its offset as `id` (absent on the keys and patches of a \
+         snapshot, and on errors), and its data as JSON.",
+    ));
+    for (kind, data_schema) in EVENT_KINDS {
+        let mut data_extensions = Extensions::default();
+        data_extensions.insert(
+            "contentSchema".into(),
+            serde_json::json!({ "$ref": format!("#/components/schemas/{data_schema}") }),
+        );
+        let data = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .content_media_type("application/json")
+            .extensions(Some(data_extensions));
+        let event = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property(
+                "event",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some([kind])),
+            )
+            .property(
+                "id",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some("^-?[0-9]+$")),
+            )
+            .property("data", data)
+            .required("event")
+            .required("data");
+        events = events.item(event);
+    }
+    content.schema = Some(events.into());
+}
+
+/// `Last-Event-ID`, if sent: an offset of at least -1.
+fn last_event_id(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
+    let Some(value) = headers.get("last-event-id") else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(|text| text.trim().parse::<i64>().ok())
+        .filter(|id| *id >= -1)
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::InvalidHeader(
+                "Last-Event-ID must be the id of an event of this stream (an offset)".into(),
+            )
+        })
+}
+
+/// `wait`: a number of `ms` or `s`, at most [`MAX_WAIT`].
+fn parse_wait(wait: Option<&str>) -> Result<Duration, ApiError> {
+    let Some(text) = wait else {
+        return Ok(DEFAULT_WAIT);
+    };
+    let invalid =
+        || ApiError::InvalidQuery(format!("wait must be like 500ms or 10s, got {text:?}"));
+    let (number, unit) = match text.strip_suffix("ms") {
+        Some(number) => (number, Duration::from_millis(1)),
+        None => (
+            text.strip_suffix('s').ok_or_else(invalid)?,
+            Duration::from_secs(1),
+        ),
+    };
+    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid());
+    }
+    let count: u32 = number.parse().unwrap_or(u32::MAX);
+    Ok(unit.saturating_mul(count).min(MAX_WAIT))
+}
+
+/// The state of one event stream between frames.
+struct Stream {
+    watcher: Watcher,
+    _slot: WatcherSlot,
+    watchers: Watchers,
+    /// The last position sent as an `id`, so that `progress` only says something new.
+    last_id: Option<i64>,
+    /// Whether the first frame has been sent.
+    started: bool,
+    last_event: Instant,
+    last_frame: Instant,
+    events: metrics::Counter,
+    done: bool,
+}
+
+/// The frames of a watch, one at a time, as the connection takes them: a client that does
+/// not read is not polled, and costs nothing but its connection.
+fn events(
+    watcher: Watcher,
+    slot: WatcherSlot,
+    watchers: Watchers,
+) -> impl futures::Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
+    let now = Instant::now();
+    let stream = Stream {
+        last_id: None,
+        started: false,
+        watcher,
+        _slot: slot,
+        watchers,
+        last_event: now,
+        last_frame: now,
+        events: crate::metrics::watch_events(),
+        done: false,
+    };
+    futures::stream::unfold(stream, |mut stream| async move {
+        let frame = stream.next_frame().await?;
+        Some((Ok(frame), stream))
+    })
+}
+
+impl Stream {
+    async fn next_frame(&mut self) -> Option<Bytes> {
+        if self.done {
+            return None;
+        }
+        if !self.started {
+            self.started = true;
+            // The start position first, so that a client that loses the connection before
+            // any change can still resume from where it started (a snapshot says it with
+            // `synced` instead).
+            if let Some(frame) = self.progress() {
+                return Some(frame);
+            }
+        }
+        let (progress_interval, keep_alive_interval) = {
+            let config = self.watchers.config();
+            (config.progress_interval, config.keep_alive_interval)
+        };
+        let stopping = self.watchers.stopping().clone();
+        loop {
+            let progress_at = self.last_event + progress_interval;
+            let keep_alive_at = self.last_frame + keep_alive_interval;
+            let wake = tokio::time::Instant::from_std(progress_at.min(keep_alive_at));
+            tokio::select! {
+                biased;
+                () = stopping.cancelled() => {
+                    // The position reached, as a last bookmark; then the end.
+                    self.done = true;
+                    return Some(
+                        self.progress()
+                            .unwrap_or_else(|| Bytes::from_static(b": shutting down\n\n")),
+                    );
+                }
+                event = self.watcher.next() => {
+                    return Some(match event {
+                        Ok(event) => self.event(event),
+                        Err(error) => self.error(error),
+                    });
+                }
+                () = tokio::time::sleep_until(wake) => {}
+            }
+            if let Some(error) = self.watcher.topic_failed() {
+                return Some(self.error(error));
+            }
+            let now = Instant::now();
+            if now >= progress_at {
+                self.last_event = now;
+                self.watcher.advance_idle();
+                if let Some(frame) = self.progress() {
+                    return Some(frame);
+                }
+            }
+            if now >= keep_alive_at {
+                self.last_frame = now;
+                return Some(Bytes::from_static(b": keep-alive\n\n"));
+            }
+        }
+    }
+
+    fn event(&mut self, event: WatchEvent) -> Bytes {
+        let now = Instant::now();
+        self.last_event = now;
+        self.last_frame = now;
+        self.events.increment(1);
+        match event {
+            WatchEvent::Change {
+                change,
+                resumable: true,
+            } => {
+                self.last_id = Some(change.offset);
+                change
+                    .encoded
+                    .get_or_init(|| change_frame(&change, true))
+                    .clone()
+            }
+            WatchEvent::Change {
+                change,
+                resumable: false,
+            } => change_frame(&change, false),
+            WatchEvent::SnapshotKey { key, value } => put_frame(None, key, &value),
+            WatchEvent::Synced(offset) => {
+                self.last_id = Some(offset);
+                position_frame("synced", offset)
+            }
+        }
+    }
+
+    /// A `progress` event, if the position moved since the last `id` sent.
+    fn progress(&mut self) -> Option<Bytes> {
+        let position = self.watcher.position()?;
+        if self.last_id == Some(position) {
+            return None;
+        }
+        self.last_id = Some(position);
+        self.last_frame = Instant::now();
+        self.events.increment(1);
+        Some(position_frame("progress", position))
+    }
+
+    /// An `error` event; the stream ends after it.
+    fn error(&mut self, error: WatchError) -> Bytes {
+        self.done = true;
+        let error = ApiError::from(error);
+        tracing::info!(topic = self.watcher.topic().name(), %error, "watch ended");
+        frame("error", None, &error.body())
+    }
+}
+
+fn change_frame(change: &Change, with_id: bool) -> Bytes {
+    let id = with_id.then_some(change.offset);
+    match &change.value {
+        Some(bytes) => {
+            let value = Value {
+                bytes: bytes.to_vec(),
+                content_type: change.content_type.clone(),
+                offset: change.offset,
+            };
+            put_frame(id, change.key.to_vec(), &value)
+        }
+        None => {
+            let (key, key_encoding) = key_text(change.key.to_vec());
+            let data = WatchDelete {
+                key,
+                key_encoding,
+                offset: change.offset,
+            };
+            frame("delete", id, &data)
+        }
+    }
+}
+
+fn put_frame(id: Option<i64>, key: Vec<u8>, value: &Value) -> Bytes {
+    frame("put", id, &RangeItem::new(key, value))
+}
+
+fn position_frame(event: &str, offset: i64) -> Bytes {
+    frame(event, Some(offset), &WatchPosition { offset })
+}
+
+/// One event: its type, its `id` if it is a position to resume from, and its data as one
+/// line of JSON (serde_json escapes every line break inside strings).
+fn frame(event: &str, id: Option<i64>, data: &impl Serialize) -> Bytes {
+    let mut out = Vec::with_capacity(128);
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(event.as_bytes());
+    if let Some(id) = id {
+        out.extend_from_slice(format!("\nid: {id}").as_bytes());
+    }
+    out.extend_from_slice(b"\ndata: ");
+    if serde_json::to_writer(&mut out, data).is_err() {
+        // Only maps with non-string keys fail to serialize; none is written here.
+        out.extend_from_slice(b"{}");
+    }
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, OnceLock};
+
+    #[test]
+    fn waits_are_bounded_and_strict() {
+        assert_eq!(parse_wait(None).expect("default"), DEFAULT_WAIT);
+        assert_eq!(
+            parse_wait(Some("250ms")).expect("ms"),
+            Duration::from_millis(250)
+        );
+        assert_eq!(parse_wait(Some("3s")).expect("s"), Duration::from_secs(3));
+        assert_eq!(parse_wait(Some("99999999999s")).expect("capped"), MAX_WAIT);
+        for bad in ["", "s", "5", "-1s", "1.5s", "5m"] {
+            assert!(parse_wait(Some(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn last_event_ids_are_offsets() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(last_event_id(&headers).expect("none"), None);
+        headers.insert("last-event-id", HeaderValue::from_static("42"));
+        assert_eq!(last_event_id(&headers).expect("an offset"), Some(42));
+        for bad in ["", "x", "-2", "1.0"] {
+            headers.insert("last-event-id", HeaderValue::from_static(bad));
+            assert!(last_event_id(&headers).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn frames_are_one_event_each() {
+        let change = Change {
+            offset: 7,
+            key: (*b"a\nb").into(),
+            value: Some((*b"{\"x\":\n1}").into()),
+            content_type: Arc::from("application/json"),
+            encoded: OnceLock::new(),
+        };
+        let text = String::from_utf8(change_frame(&change, true).to_vec()).expect("utf8");
+        assert_eq!(
+            text,
+            "event: put\nid: 7\ndata: {\"key\":\"a\\nb\",\"value\":{\"x\":1},\"encoding\":\"json\",\
+             \"content_type\":\"application/json\",\"offset\":7}\n\n"
+        );
+        let delete = Change {
+            key: (*b"\xff").into(),
+            value: None,
+            ..change
+        };
+        let text = String::from_utf8(change_frame(&delete, false).to_vec()).expect("utf8");
+        assert_eq!(
+            text,
+            "event: delete\ndata: {\"key\":\"/w==\",\"key_encoding\":\"base64\",\"offset\":7}\n\n"
+        );
+    }
+}
