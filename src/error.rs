@@ -236,8 +236,9 @@ impl ApiError {
             ApiError::Watch(err) => match err {
                 WatchError::Expired { .. } => (StatusCode::GONE, "watch_expired"),
                 WatchError::FellBehind { .. } => (StatusCode::GONE, "watch_fell_behind"),
+                // As for a read that asked for an offset not applied in time.
                 WatchError::NotReached { .. } => {
-                    (StatusCode::GATEWAY_TIMEOUT, "offset_not_reached")
+                    (StatusCode::SERVICE_UNAVAILABLE, "offset_not_applied")
                 }
                 WatchError::TooManyWatchers { .. } => {
                     (StatusCode::SERVICE_UNAVAILABLE, "too_many_watchers")

@@ -59,7 +59,7 @@ pub struct WatchParams {
     #[param(minimum = 0)]
     pub min_offset: Option<i64>,
     /// How long to wait for this replica to apply `from` or `min_offset` before answering
-    /// 504, such as `500ms` or `10s`: default `5s`, at most `60s`.
+    /// 503, such as `500ms` or `10s`: default `5s`, at most `60s`.
     #[param(pattern = r"^[0-9]+(ms|s)$")]
     pub wait: Option<String>,
 }
@@ -142,8 +142,7 @@ pub struct WatchPosition {
             headers(
                 ("X-Kv-Earliest-Offset" = i64, description = "The earliest position this replica can resume from"),
             )),
-        (status = 503, description = "Too many watchers (`too_many_watchers`), broker unavailable or topic still replaying", body = ErrorResponse),
-        (status = 504, description = "This replica did not apply `from` or `min_offset` within `wait` (`offset_not_reached`)", body = ErrorResponse),
+        (status = 503, description = "Too many watchers (`too_many_watchers`), broker unavailable, topic still replaying, or `from` or `min_offset` not applied here within `wait` (`offset_not_applied`)", body = ErrorResponse),
     )
 )]
 pub async fn watch_changes(
