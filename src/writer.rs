@@ -146,13 +146,7 @@ impl Writer {
     pub async fn write(&self, topic: &Topic, records: Vec<Record>) -> Result<Vec<i64>, WriteError> {
         let started = Instant::now();
         let result = self.write_inner(topic, records, started).await;
-        let outcome = match &result {
-            Ok(_) => "applied",
-            Err(WriteError::ApplyTimeout { .. } | WriteError::ProduceTimeout { .. }) => "timeout",
-            Err(WriteError::Overloaded { .. }) => "overloaded",
-            Err(_) => "failed",
-        };
-        metrics::write_finished(outcome, result.is_ok().then(|| started.elapsed()));
+        finished(&result, started);
         result
     }
 
@@ -275,17 +269,7 @@ impl Writer {
         let result = self
             .write_if_inner(topic, records, &preconditions, started)
             .await;
-        let outcome = match &result {
-            Ok(_) => "applied",
-            Err(WriteError::PreconditionFailed { .. }) => {
-                metrics::precondition_failed();
-                "precondition_failed"
-            }
-            Err(WriteError::ApplyTimeout { .. } | WriteError::ProduceTimeout { .. }) => "timeout",
-            Err(WriteError::Overloaded { .. }) => "overloaded",
-            Err(_) => "failed",
-        };
-        metrics::write_finished(outcome, result.is_ok().then(|| started.elapsed()));
+        finished(&result, started);
         result
     }
 
@@ -445,6 +429,21 @@ impl Writer {
             reason: error.to_string(),
         }
     }
+}
+
+/// Counts a write's outcome, and how long it took if it was applied.
+fn finished(result: &Result<Vec<i64>, WriteError>, started: Instant) {
+    let outcome = match result {
+        Ok(_) => "applied",
+        Err(WriteError::PreconditionFailed { .. }) => {
+            metrics::precondition_failed();
+            "precondition_failed"
+        }
+        Err(WriteError::ApplyTimeout { .. } | WriteError::ProduceTimeout { .. }) => "timeout",
+        Err(WriteError::Overloaded { .. }) => "overloaded",
+        Err(_) => "failed",
+    };
+    metrics::write_finished(outcome, result.is_ok().then(|| started.elapsed()));
 }
 
 /// A random id for an atomic batch's mark.
