@@ -260,27 +260,6 @@ async fn transaction_markers_and_aborted_records_hold_up_no_write_and_no_readine
     );
 }
 
-/// PUT `value` under `key` with one condition header; returns the status and the offset.
-async fn put_if(
-    server: &Server,
-    topic: &str,
-    key: &str,
-    value: &str,
-    header: (&str, &str),
-) -> (StatusCode, Option<i64>) {
-    let response = server
-        .http()
-        .put(server.key_url(topic, key))
-        .header("content-type", "text/plain")
-        .header(header.0, header.1)
-        .body(value.to_owned())
-        .send()
-        .await
-        .expect("PUT sent");
-    let (status, body) = crate::common::json_of(response).await;
-    (status, body["offset"].as_i64())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_the_cleaner_ran_over_accepted_and_rejected_conditional_writes_replicas_agree() {
     const ROUNDS: usize = 10;
@@ -310,27 +289,25 @@ async fn after_the_cleaner_ran_over_accepted_and_rejected_conditional_writes_rep
                 Some(v) => ("If-Match", format!("\"{v}\"")),
                 None => ("If-None-Match", "*".to_owned()),
             };
-            let (status, offset) = if round == 6 && deleted.contains(&key) {
-                let response = server
-                    .http()
-                    .delete(server.key_url(&topic, &key))
-                    .header(condition.0, &condition.1)
-                    .send()
+            let (status, body) = if round == 6 && deleted.contains(&key) {
+                server
+                    .delete_if(&topic, &key, condition.0, &condition.1)
                     .await
-                    .expect("DELETE sent");
-                let (status, body) = crate::common::json_of(response).await;
-                (status, body["offset"].as_i64())
             } else {
-                put_if(server, &topic, &key, &value, (condition.0, &condition.1)).await
+                server
+                    .put_if(&topic, &key, &value, condition.0, &condition.1)
+                    .await
             };
+            let offset = body["offset"].as_i64();
             assert_eq!(status, StatusCode::OK, "round {round}, {key}");
             let offset = offset.expect("offset");
             *version = Some(offset);
             (committed, accepted) = (committed + 1, accepted + 1);
             // The same condition again, now stale, and a create of a key that exists: both
             // refused, both leaving aborted records in the log.
-            let (status, _) =
-                put_if(server, &topic, &key, "stale", (condition.0, &condition.1)).await;
+            let (status, _) = server
+                .put_if(&topic, &key, "stale", condition.0, &condition.1)
+                .await;
             assert_eq!(
                 status,
                 StatusCode::PRECONDITION_FAILED,

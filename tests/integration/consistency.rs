@@ -8,31 +8,10 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::common::{Broker, Server, ServerOptions, json_of, topic};
+use crate::common::{Broker, Server, ServerOptions, topic};
 
 fn kafka() -> &'static Broker {
     Broker::shared_kafka("Apache Kafka's transactions")
-}
-
-/// PUT `value` with one condition header (`If-Match` or `If-None-Match`) set to `tag`.
-async fn put_if(
-    server: &Server,
-    topic: &str,
-    key: &str,
-    value: &str,
-    header: &str,
-    tag: &str,
-) -> (StatusCode, Value) {
-    let response = server
-        .http()
-        .put(server.key_url(topic, key))
-        .header("content-type", "text/plain")
-        .header(header, tag)
-        .body(value.to_owned())
-        .send()
-        .await
-        .expect("PUT sent");
-    json_of(response).await
 }
 
 /// GET `key` with `query` (such as `consistency=strong`): status, body, and the ETag.
@@ -75,23 +54,23 @@ async fn conditions_are_judged_against_the_latest_version_in_log_order_on_any_re
 
     let first = a.put_ok(&topic, "k", "v1").await;
     // B may not have applied the first write yet; the condition is judged in log order.
-    let (status, body) = put_if(&b, &topic, "k", "v2", "If-Match", &etag(first)).await;
+    let (status, body) = b.put_if(&topic, "k", "v2", "If-Match", &etag(first)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let second = body["offset"].as_i64().expect("offset");
     assert!(second > first);
     // A, which may not have applied B's write, refuses the stale version and names the latest.
-    let (status, body) = put_if(&a, &topic, "k", "v3", "If-Match", &etag(first)).await;
+    let (status, body) = a.put_if(&topic, "k", "v3", "If-Match", &etag(first)).await;
     assert_eq!(status, StatusCode::PRECONDITION_FAILED, "{body}");
     assert_eq!(body["error"]["code"], "precondition_failed");
     assert_eq!(body["error"]["failed"][0]["key"], "k");
     assert_eq!(version_of(&body), Some(second), "{body}");
     // A list of ETags holds if any matches; weak tags never do.
     let tags = format!("\"1000000\", {}", etag(second));
-    let (status, body) = put_if(&a, &topic, "k", "v4", "If-Match", &tags).await;
+    let (status, body) = a.put_if(&topic, "k", "v4", "If-Match", &tags).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let fourth = body["offset"].as_i64().expect("offset");
     let weak = format!("W/{}", etag(fourth));
-    let (status, _) = put_if(&b, &topic, "k", "v5", "If-Match", &weak).await;
+    let (status, _) = b.put_if(&topic, "k", "v5", "If-Match", &weak).await;
     assert_eq!(status, StatusCode::PRECONDITION_FAILED);
     let (status, body, tag) = get_with(&b, &topic, "k", "consistency=strong").await;
     assert_eq!(
@@ -100,46 +79,38 @@ async fn conditions_are_judged_against_the_latest_version_in_log_order_on_any_re
     );
 
     // If-Match: * needs the key; If-None-Match: * needs it absent.
-    let (status, body) = put_if(&a, &topic, "absent", "x", "If-Match", "*").await;
+    let (status, body) = a.put_if(&topic, "absent", "x", "If-Match", "*").await;
     assert_eq!(status, StatusCode::PRECONDITION_FAILED);
     assert_eq!(body["error"]["failed"][0]["current_version"], Value::Null);
-    let (status, body) = put_if(&b, &topic, "created", "once", "If-None-Match", "*").await;
+    let (status, body) = b
+        .put_if(&topic, "created", "once", "If-None-Match", "*")
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let created = body["offset"].as_i64().expect("offset");
-    let (status, body) = put_if(&a, &topic, "created", "twice", "If-None-Match", "*").await;
+    let (status, body) = a
+        .put_if(&topic, "created", "twice", "If-None-Match", "*")
+        .await;
     assert_eq!(status, StatusCode::PRECONDITION_FAILED);
     assert_eq!(version_of(&body), Some(created));
 
     // DELETE honours If-Match too.
-    let stale = server_delete_if(&b, &topic, "created", &etag(first)).await;
+    let stale = b
+        .delete_if(&topic, "created", "If-Match", &etag(first))
+        .await;
     assert_eq!(stale.0, StatusCode::PRECONDITION_FAILED, "{}", stale.1);
-    let current = server_delete_if(&a, &topic, "created", &etag(created)).await;
+    let current = a
+        .delete_if(&topic, "created", "If-Match", &etag(created))
+        .await;
     assert_eq!(current.0, StatusCode::OK, "{}", current.1);
     let (status, ..) = get_with(&b, &topic, "created", "consistency=strong").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     // A malformed tag is a 400 and writes nothing.
-    let (status, body) = put_if(&a, &topic, "k", "bad", "If-Match", "4").await;
+    let (status, body) = a.put_if(&topic, "k", "bad", "If-Match", "4").await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["error"]["code"], "invalid_header");
     let (_, body, _) = get_with(&a, &topic, "k", "consistency=strong").await;
     assert_eq!(body, "v4");
-}
-
-async fn server_delete_if(
-    server: &Server,
-    topic: &str,
-    key: &str,
-    tag: &str,
-) -> (StatusCode, Value) {
-    let response = server
-        .http()
-        .delete(server.key_url(topic, key))
-        .header("If-Match", tag)
-        .send()
-        .await
-        .expect("DELETE sent");
-    json_of(response).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -153,8 +124,8 @@ async fn of_two_writes_racing_with_one_version_through_two_replicas_exactly_one_
         let tag = etag(version);
         let (value_a, value_b) = (format!("a{round}"), format!("b{round}"));
         let (on_a, on_b) = tokio::join!(
-            put_if(&a, &topic, "k", &value_a, "If-Match", &tag),
-            put_if(&b, &topic, "k", &value_b, "If-Match", &tag),
+            a.put_if(&topic, "k", &value_a, "If-Match", &tag),
+            b.put_if(&topic, "k", &value_b, "If-Match", &tag),
         );
         let winners: Vec<&(StatusCode, Value)> = [&on_a, &on_b]
             .into_iter()
@@ -208,8 +179,9 @@ async fn a_counter_incremented_by_compare_and_set_from_32_clients_over_3_replica
                     let value: usize = body.parse().expect("a number");
                     let tag = tag.expect("an ETag");
                     let next = (value + 1).to_string();
-                    let (status, body) =
-                        put_if(server, &topic, "counter", &next, "If-Match", &tag).await;
+                    let (status, body) = server
+                        .put_if(&topic, "counter", &next, "If-Match", &tag)
+                        .await;
                     match status {
                         StatusCode::OK => {
                             done += 1;

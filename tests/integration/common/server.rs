@@ -260,6 +260,46 @@ impl Server {
         json_of(response).await
     }
 
+    /// PUT a text value with one condition header (`If-Match` or `If-None-Match`) set to
+    /// `tag`; returns status and JSON body.
+    pub async fn put_if(
+        &self,
+        topic: &str,
+        key: &str,
+        value: &str,
+        header: &str,
+        tag: &str,
+    ) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .put(self.key_url(topic, key))
+            .header("content-type", "text/plain")
+            .header(header, tag)
+            .body(value.to_owned())
+            .send()
+            .await
+            .expect("PUT sent");
+        json_of(response).await
+    }
+
+    /// DELETE a key with one condition header set to `tag`; returns status and JSON body.
+    pub async fn delete_if(
+        &self,
+        topic: &str,
+        key: &str,
+        header: &str,
+        tag: &str,
+    ) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .delete(self.key_url(topic, key))
+            .header(header, tag)
+            .send()
+            .await
+            .expect("DELETE sent");
+        json_of(response).await
+    }
+
     /// PUTs `value` under `key` every 200 ms until it succeeds, failing the test if `limit`
     /// passes since `since` first; returns its offset. For waiting out a fault's end.
     pub async fn put_until_ok(
