@@ -222,12 +222,10 @@ pub struct BatchResult {
         (status = 200, description = "All applied here", body = BatchResponse),
         (status = 400, description = "Malformed JSON, invalid topic name or key, or a key written twice in an atomic batch (`duplicate_key`)", body = ErrorResponse),
         (status = 404, description = "The topic does not exist and auto-creation is off", body = ErrorResponse),
-        (status = 409, description = "The topic has more than one partition", body = ErrorResponse),
         (status = 412, description = "Atomic batch: a condition did not hold (`precondition_failed`; `failed` names each operation or check and its key's version); nothing was written", body = ErrorResponse),
         (status = 413, description = "Too many operations (or operations and checks, for an atomic batch), or a key, value or the body too large", body = ErrorResponse),
         (status = 415, description = "The body is not `application/json`", body = ErrorResponse),
         (status = 422, description = "An operation is invalid; nothing was written", body = ErrorResponse),
-        (status = 429, description = "Too many writes in progress; nothing was written", body = ErrorResponse),
         (status = 503, description = "Broker unavailable; or, for an atomic batch, its conditions not judged in time or other writes kept landing between its records: nothing was written", body = ErrorResponse),
         (status = 504, description = "Not applied in time; the batch may still apply", body = ErrorResponse),
     )

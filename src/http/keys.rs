@@ -43,7 +43,7 @@ pub struct WriteResponse {
 /// in the README).
 #[utoipa::path(
     get,
-    path = "/v1/{topic}/keys/{key}",
+    path = "/v1/{topic}/keys/{*key}",
     tag = "keys",
     params(
         KeyPath,
@@ -64,7 +64,6 @@ pub struct WriteResponse {
         (status = 304, description = "The value's ETag matches `If-None-Match`"),
         (status = 400, description = "Invalid topic name, key, header or query (`min_offset`, `consistency`, `wait`)", body = ErrorResponse),
         (status = 404, description = "No such key (`key_not_found`) or topic (`topic_not_found`)", body = ErrorResponse),
-        (status = 409, description = "The topic has more than one partition", body = ErrorResponse),
         (status = 413, description = "Key too long", body = ErrorResponse),
         (status = 503, description = "Broker unavailable, topic still replaying, or the offset asked for not applied within `wait` (`offset_not_applied`)", body = ErrorResponse),
     )
@@ -125,7 +124,7 @@ pub async fn get_key(
 /// is asked; otherwise answers 412 and writes nothing.
 #[utoipa::path(
     put,
-    path = "/v1/{topic}/keys/{key}",
+    path = "/v1/{topic}/keys/{*key}",
     tag = "keys",
     params(
         KeyPath,
@@ -141,10 +140,8 @@ pub async fn get_key(
             )),
         (status = 400, description = "Invalid topic name, key or header", body = ErrorResponse),
         (status = 404, description = "The topic does not exist and auto-creation is off", body = ErrorResponse),
-        (status = 409, description = "The topic has more than one partition", body = ErrorResponse),
         (status = 412, description = "`If-Match` or `If-None-Match` did not hold (`precondition_failed`, with the key's version in `failed`); nothing was written", body = ErrorResponse),
         (status = 413, description = "Key or value too large; nothing was written", body = ErrorResponse),
-        (status = 429, description = "Too many writes in progress; nothing was written", body = ErrorResponse),
         (status = 503, description = "Broker unavailable, or the conditions could not be judged in time; nothing was written", body = ErrorResponse),
         (status = 504, description = "Not applied in time; the write may still apply", body = ErrorResponse),
     )
@@ -187,7 +184,7 @@ pub async fn put_key(
 /// as PUT does.
 #[utoipa::path(
     delete,
-    path = "/v1/{topic}/keys/{key}",
+    path = "/v1/{topic}/keys/{*key}",
     tag = "keys",
     params(
         KeyPath,
@@ -202,10 +199,8 @@ pub async fn put_key(
             )),
         (status = 400, description = "Invalid topic name or key", body = ErrorResponse),
         (status = 404, description = "The topic does not exist", body = ErrorResponse),
-        (status = 409, description = "The topic has more than one partition", body = ErrorResponse),
         (status = 412, description = "`If-Match` or `If-None-Match` did not hold (`precondition_failed`); nothing was written", body = ErrorResponse),
         (status = 413, description = "Key too long", body = ErrorResponse),
-        (status = 429, description = "Too many writes in progress; nothing was written", body = ErrorResponse),
         (status = 503, description = "Broker unavailable, or the conditions could not be judged in time; nothing was written", body = ErrorResponse),
         (status = 504, description = "Not applied in time; the delete may still apply", body = ErrorResponse),
     )

@@ -32,6 +32,7 @@ pub mod topics;
 pub mod watch;
 
 use std::any::Any;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
@@ -39,19 +40,20 @@ use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{MethodRouter, get};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorDetail, ErrorResponse};
 use crate::http::auth::Needs;
 
-/// The OpenAPI document of the API, as served at `/openapi.json` and checked in as
-/// `openapi/openapi.json`.
+/// What the OpenAPI document says besides its operations, which [`api`] adds.
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -60,18 +62,6 @@ use crate::http::auth::Needs;
                        single-partition Kafka topic per namespace. Reads are served from memory; \
                        a write answers once this replica has applied it.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
-    ),
-    paths(
-        keys::get_key,
-        keys::put_key,
-        keys::delete_key,
-        range::scan_range,
-        batch::write_batch,
-        watch::watch_changes,
-        topics::list_topics,
-        health::healthz,
-        health::readyz,
-        health::metrics,
     ),
     // Named in parameters and events, which do not collect the schemas they use.
     components(schemas(
@@ -87,15 +77,108 @@ use crate::http::auth::Needs;
 )]
 pub struct ApiDoc;
 
-/// The OpenAPI document, with the crate's version.
+/// Puts a handler behind the token check its route needs (or leaves it open, for the
+/// document alone).
+type Protect<'a> = &'a dyn Fn(MethodRouter<AppState>, Needs) -> MethodRouter<AppState>;
+
+/// The API, one entry per route: each registers its handlers with axum and their
+/// `#[utoipa::path]` operations in the document together, so neither can miss one. A
+/// protected entry states what its token must allow ([`auth::Needs`]); `/healthz` and
+/// `/readyz` are open.
+fn api(protect: Protect) -> OpenApiRouter<AppState> {
+    let needs = |routes: UtoipaMethodRouter<AppState>, needs| {
+        routes.map(|handlers| protect(handlers, needs))
+    };
+    let read_key = needs(routes!(keys::get_key), Needs::Read);
+    let write_key = needs(routes!(keys::put_key, keys::delete_key), Needs::Write);
+    // An empty key reaches the handlers, which answer 400 rather than "no route".
+    let empty_key = read_key.2.clone().merge(write_key.2.clone());
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(read_key)
+        .routes(write_key)
+        .route("/v1/{topic}/keys/", empty_key)
+        .routes(needs(routes!(range::scan_range), Needs::Read))
+        .routes(needs(routes!(batch::write_batch), Needs::Write))
+        .routes(needs(routes!(watch::watch_changes), Needs::Read))
+        .routes(needs(routes!(topics::list_topics), Needs::Admin))
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(needs(routes!(health::metrics), Needs::Metrics))
+}
+
+/// The OpenAPI document, with the crate's version, as served at `/openapi.json` and checked
+/// in as `openapi/openapi.json`.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    let mut doc = ApiDoc::openapi();
+    let (_, doc) = api(&|handlers, _| handlers).split_for_parts();
+    finish_document(doc)
+}
+
+/// What the handlers' `#[utoipa::path]`s cannot say, each added once for every operation.
+fn finish_document(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    key_parameter(&mut doc);
     name_batch_operations(&mut doc);
     binary_values(&mut doc);
     watch::document_events(&mut doc);
+    document_topic_errors(&mut doc);
     document_auth_and_limits(&mut doc);
     doc
+}
+
+/// A key may hold slashes, so axum routes it as the catch-all `{*key}`; OpenAPI has no such
+/// thing, and the parameter is simply `{key}` there.
+fn key_parameter(doc: &mut utoipa::openapi::OpenApi) {
+    let paths = std::mem::take(&mut doc.paths.paths);
+    doc.paths.paths = paths
+        .into_iter()
+        .map(|(path, item)| (path.replace("{*key}", "{key}"), item))
+        .collect();
+}
+
+/// Errors every operation on a topic may answer: a topic of more than one partition is
+/// refused (409), and a write is refused while too many are in progress (429).
+fn document_topic_errors(doc: &mut utoipa::openapi::OpenApi) {
+    for (path, item) in doc.paths.paths.iter_mut() {
+        if !path.starts_with("/v1/{topic}/") {
+            continue;
+        }
+        let reads = [&mut item.get]
+            .into_iter()
+            .map(|operation| (operation, false));
+        let writes = [&mut item.put, &mut item.post, &mut item.delete]
+            .into_iter()
+            .map(|operation| (operation, true));
+        for (operation, write) in reads.chain(writes) {
+            let Some(operation) = operation else {
+                continue;
+            };
+            let responses = &mut operation.responses.responses;
+            responses
+                .entry("409".into())
+                .or_insert_with(|| error_response("The topic has more than one partition"));
+            if write {
+                responses.entry("429".into()).or_insert_with(|| {
+                    error_response("Too many writes in progress; nothing was written")
+                });
+            }
+        }
+    }
+}
+
+/// A response carrying the usual error body.
+fn error_response(description: &str) -> utoipa::openapi::RefOr<utoipa::openapi::Response> {
+    utoipa::openapi::ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            utoipa::openapi::ContentBuilder::new()
+                .schema(Some(utoipa::openapi::Ref::from_schema_name(
+                    "ErrorResponse",
+                )))
+                .build(),
+        )
+        .build()
+        .into()
 }
 
 /// Every operation but the probes may need a bearer token (when auth is on, which depends on
@@ -105,7 +188,6 @@ fn document_auth_and_limits(doc: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::security::{
         HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
     };
-    use utoipa::openapi::{Ref, RefOr, ResponseBuilder};
     const SCHEME: &str = "bearer";
     let components = doc.components.get_or_insert_with(Default::default);
     components.add_security_scheme(
@@ -121,18 +203,6 @@ fn document_auth_and_limits(doc: &mut utoipa::openapi::OpenApi) {
                 .build(),
         ),
     );
-    let error = |description: &str| -> RefOr<utoipa::openapi::Response> {
-        ResponseBuilder::new()
-            .description(description)
-            .content(
-                "application/json",
-                utoipa::openapi::ContentBuilder::new()
-                    .schema(Some(Ref::from_schema_name("ErrorResponse")))
-                    .build(),
-            )
-            .build()
-            .into()
-    };
     for (path, item) in doc.paths.paths.iter_mut() {
         let probe = matches!(path.as_str(), "/healthz" | "/readyz");
         let operations = [
@@ -147,7 +217,7 @@ fn document_auth_and_limits(doc: &mut utoipa::openapi::OpenApi) {
                 operation.security =
                     Some(vec![SecurityRequirement::new(SCHEME, Vec::<String>::new())]);
                 responses.entry("401".into()).or_insert_with(|| {
-                    error("No bearer token, or not a valid one (`unauthorized`)")
+                    error_response("No bearer token, or not a valid one (`unauthorized`)")
                 });
                 let forbidden = if path.starts_with("/v1/{topic}") {
                     "The token's scopes do not cover this topic (`forbidden`), or the topic is \
@@ -157,9 +227,9 @@ fn document_auth_and_limits(doc: &mut utoipa::openapi::OpenApi) {
                 };
                 responses
                     .entry("403".into())
-                    .or_insert_with(|| error(forbidden));
+                    .or_insert_with(|| error_response(forbidden));
                 responses.entry("503".into()).or_insert_with(|| {
-                    error("Too many requests in flight (`server_busy`), or the service is unavailable")
+                    error_response("Too many requests in flight (`server_busy`), or the service is unavailable")
                 });
             }
         }
@@ -251,63 +321,43 @@ fn name_batch_operations(doc: &mut utoipa::openapi::OpenApi) {
     components.schemas.extend(named);
 }
 
-/// The application's routes, as `kvstore serve` serves them. Each protected route
-/// states what its token must allow ([`auth::Needs`]); `/healthz` and `/readyz` are open.
+/// The application's routes, as `kvstore serve` serves them: the [`api`], the document and
+/// Swagger UI reading it, and the layers every request passes.
 pub fn router(state: AppState) -> Router {
-    let needs = |needs| from_fn_with_state(auth::Guard::new(&state.auth, needs), auth::check);
-    let key_routes = get(keys::get_key).route_layer(needs(Needs::Read)).merge(
-        put(keys::put_key)
-            .delete(keys::delete_key)
-            .route_layer(needs(Needs::Write)),
-    );
-    let in_flight = concurrency::InFlight::new(state.config.http.max_concurrent_requests);
-    Router::new()
-        .route("/v1/{topic}/keys/{*key}", key_routes.clone())
-        // An empty key reaches the handlers, which answer 400 rather than "no route".
-        .route("/v1/{topic}/keys/", key_routes)
-        .route(
-            "/v1/{topic}/range",
-            get(range::scan_range).route_layer(needs(Needs::Read)),
-        )
-        .route(
-            "/v1/{topic}/batch",
-            post(batch::write_batch).route_layer(needs(Needs::Write)),
-        )
-        .route(
-            "/v1/{topic}/watch",
-            get(watch::watch_changes).route_layer(needs(Needs::Read)),
-        )
-        .route(
-            "/v1/topics",
-            get(topics::list_topics).route_layer(needs(Needs::Admin)),
-        )
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route(
-            "/metrics",
-            get(health::metrics).route_layer(needs(Needs::Metrics)),
-        )
-        .route(
-            "/openapi.json",
-            get(serve_openapi).route_layer(needs(Needs::Docs)),
-        )
-        .merge(swagger_ui().route_layer(needs(Needs::Docs)))
-        .fallback(route_not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(from_fn_with_state(in_flight, concurrency::limit))
-        .layer(axum::middleware::from_fn(crate::metrics::track_http))
-        .layer(TraceLayer::new_for_http())
-        .layer(CatchPanicLayer::custom(panic_response))
-        // Name the server, never its version.
-        .layer(SetResponseHeaderLayer::overriding(
-            header::SERVER,
-            HeaderValue::from_static("kvstore"),
+    let auth = state.auth.clone();
+    let protect = move |handlers: MethodRouter<AppState>, needs| {
+        handlers.route_layer(from_fn_with_state(
+            auth::Guard::new(&auth, needs),
+            auth::check,
         ))
-        .with_state(state)
+    };
+    let (api, doc) = api(&protect).split_for_parts();
+    let doc = Arc::new(finish_document(doc));
+    let in_flight = concurrency::InFlight::new(state.config.http.max_concurrent_requests);
+    api.route(
+        "/openapi.json",
+        protect(get(move || serve_openapi(doc.clone())), Needs::Docs),
+    )
+    .merge(swagger_ui().route_layer(from_fn_with_state(
+        auth::Guard::new(&state.auth, Needs::Docs),
+        auth::check,
+    )))
+    .fallback(route_not_found)
+    .method_not_allowed_fallback(method_not_allowed)
+    .layer(from_fn_with_state(in_flight, concurrency::limit))
+    .layer(axum::middleware::from_fn(crate::metrics::track_http))
+    .layer(TraceLayer::new_for_http())
+    .layer(CatchPanicLayer::custom(panic_response))
+    // Name the server, never its version.
+    .layer(SetResponseHeaderLayer::overriding(
+        header::SERVER,
+        HeaderValue::from_static("kvstore"),
+    ))
+    .with_state(state)
 }
 
-async fn serve_openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(openapi())
+async fn serve_openapi(doc: Arc<utoipa::openapi::OpenApi>) -> Json<utoipa::openapi::OpenApi> {
+    Json(doc.as_ref().clone())
 }
 
 /// Swagger UI at `/docs/`, reading the document served at `/openapi.json` (so there is one

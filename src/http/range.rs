@@ -150,7 +150,6 @@ pub fn key_text(key: Vec<u8>) -> (String, Option<ValueEncoding>) {
             )),
         (status = 400, description = "Invalid topic name or query", body = ErrorResponse),
         (status = 404, description = "The topic does not exist", body = ErrorResponse),
-        (status = 409, description = "The topic has more than one partition", body = ErrorResponse),
         (status = 503, description = "Broker unavailable, topic still replaying, or the offset asked for not applied within `wait` (`offset_not_applied`)", body = ErrorResponse),
     )
 )]

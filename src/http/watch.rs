@@ -137,7 +137,6 @@ pub struct WatchPosition {
             )),
         (status = 400, description = "Invalid topic name, query or `Last-Event-ID`", body = ErrorResponse),
         (status = 404, description = "The topic does not exist", body = ErrorResponse),
-        (status = 409, description = "The topic has more than one partition", body = ErrorResponse),
         (status = 410, description = "The position to resume from is older than the changes this replica keeps (`watch_expired`)", body = ErrorResponse,
             headers(
                 ("X-Kv-Earliest-Offset" = i64, description = "The earliest position this replica can resume from"),
