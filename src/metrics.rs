@@ -75,76 +75,173 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
     Ok(handle)
 }
 
-fn describe() {
-    describe_gauge!(
+/// What a metric is to Prometheus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Only goes up.
+    Counter,
+    /// Goes up and down.
+    Gauge,
+    /// A distribution, in [`LATENCY_BUCKETS`].
+    Histogram,
+}
+
+/// One metric of the catalogue.
+#[derive(Debug, Clone, Copy)]
+pub struct Metric {
+    /// The exported name.
+    pub name: &'static str,
+    /// Counter, gauge or histogram.
+    pub kind: Kind,
+    /// Its unit, when it has one beyond a count.
+    pub unit: Option<Unit>,
+    /// The `# HELP` text.
+    pub help: &'static str,
+}
+
+const fn metric(name: &'static str, kind: Kind, help: &'static str) -> Metric {
+    Metric {
+        name,
+        kind,
+        unit: None,
+        help,
+    }
+}
+
+const fn measured(name: &'static str, kind: Kind, unit: Unit, help: &'static str) -> Metric {
+    Metric {
+        name,
+        kind,
+        unit: Some(unit),
+        help,
+    }
+}
+
+/// Every metric the service exports, described once at start; README's metrics table lists
+/// the same (a test holds them together).
+pub const CATALOGUE: &[Metric] = &[
+    metric(
         CONSUMER_LAG,
-        "Records this replica has yet to apply, per topic"
-    );
-    describe_gauge!(
+        Kind::Gauge,
+        "Records this replica has yet to apply, per topic",
+    ),
+    metric(
         APPLIED_OFFSET,
-        "Offset after the last record applied, per topic"
-    );
-    describe_gauge!(
+        Kind::Gauge,
+        "Offset after the last record applied, per topic",
+    ),
+    metric(
         END_OFFSET,
-        "End offset of the partition as of the last fetch, per topic"
-    );
-    describe_gauge!(KEYS, "Live keys, per topic");
-    describe_gauge!(
+        Kind::Gauge,
+        "End offset of the partition as of the last fetch, per topic",
+    ),
+    metric(KEYS, Kind::Gauge, "Live keys, per topic"),
+    measured(
         BYTES,
+        Kind::Gauge,
         Unit::Bytes,
-        "Bytes of live keys and values, per topic"
-    );
-    describe_counter!(RECORDS_APPLIED, "Records applied, per topic");
-    describe_counter!(REPLAY_ERRORS, "Consumer errors while replaying, per topic");
-    describe_gauge!(
+        "Bytes of live keys and values, per topic",
+    ),
+    metric(RECORDS_APPLIED, Kind::Counter, "Records applied, per topic"),
+    metric(
+        REPLAY_ERRORS,
+        Kind::Counter,
+        "Consumer errors while replaying, per topic",
+    ),
+    measured(
         REPLAY_DURATION,
+        Kind::Gauge,
         Unit::Seconds,
-        "Time from attaching a topic until it had replayed to its end"
-    );
-    describe_histogram!(
+        "Time from attaching a topic until it had replayed to its end",
+    ),
+    measured(
         WRITE_WAIT,
+        Kind::Histogram,
         Unit::Seconds,
-        "Time from producing a write until this replica applied it"
-    );
-    describe_counter!(WRITES, "Write requests, by outcome");
-    describe_counter!(
+        "Time from producing a write until this replica applied it",
+    ),
+    metric(WRITES, Kind::Counter, "Write requests, by outcome"),
+    metric(
         TRANSACTIONS,
-        "Transactions of conditional writes and atomic batches, by outcome"
-    );
-    describe_counter!(
+        Kind::Counter,
+        "Transactions of conditional writes and atomic batches, by outcome",
+    ),
+    metric(
         PRECONDITIONS_FAILED,
-        "Conditional writes and atomic batches refused because a condition did not hold"
-    );
-    describe_histogram!(
+        Kind::Counter,
+        "Conditional writes and atomic batches refused because a condition did not hold",
+    ),
+    measured(
         READ_WAIT,
+        Kind::Histogram,
         Unit::Seconds,
-        "Time reads with min_offset or consistency=strong waited for this replica"
-    );
-    describe_counter!(HTTP_REQUESTS, "HTTP requests, by method, route and status");
-    describe_histogram!(
+        "Time reads with min_offset or consistency=strong waited for this replica",
+    ),
+    metric(
+        HTTP_REQUESTS,
+        Kind::Counter,
+        "HTTP requests, by method, route and status",
+    ),
+    measured(
         HTTP_DURATION,
+        Kind::Histogram,
         Unit::Seconds,
-        "HTTP request duration, by method and route"
-    );
-    describe_gauge!(BROKER_UP, "1 while the Kafka broker answers, 0 otherwise");
-    describe_gauge!(TOPICS_ATTACHED, "Topics attached to this replica");
-    describe_counter!(
+        "HTTP request duration, by method and route",
+    ),
+    metric(
+        BROKER_UP,
+        Kind::Gauge,
+        "1 while the Kafka broker answers, 0 otherwise",
+    ),
+    metric(
+        TOPICS_ATTACHED,
+        Kind::Gauge,
+        "Topics attached to this replica",
+    ),
+    metric(
         AUTH_REJECTIONS,
-        "Requests refused for want of a valid token or scope, by reason"
-    );
-    describe_counter!(
+        Kind::Counter,
+        "Requests refused for want of a valid token or scope, by reason",
+    ),
+    metric(
         REQUESTS_SHED,
-        "Requests refused with 503 because the in-flight limit was reached"
-    );
-    describe_gauge!(WATCHERS_OPEN, "Watch streams open on this replica");
-    describe_counter!(
+        Kind::Counter,
+        "Requests refused with 503 because the in-flight limit was reached",
+    ),
+    metric(
+        WATCHERS_OPEN,
+        Kind::Gauge,
+        "Watch streams open on this replica",
+    ),
+    metric(
         WATCH_EVENTS,
-        "Events sent to watchers: puts, deletes, snapshot keys, synced and progress"
-    );
-    describe_counter!(
+        Kind::Counter,
+        "Events sent to watchers: puts, deletes, snapshot keys, synced and progress",
+    ),
+    metric(
         WATCHERS_FELL_BEHIND,
-        "Watch streams ended because the change log no longer held their position"
-    );
+        Kind::Counter,
+        "Watch streams ended because the change log no longer held their position",
+    ),
+];
+
+fn describe() {
+    for metric in CATALOGUE {
+        let Metric {
+            name,
+            kind,
+            unit,
+            help,
+        } = *metric;
+        match (kind, unit) {
+            (Kind::Counter, Some(unit)) => describe_counter!(name, unit, help),
+            (Kind::Counter, None) => describe_counter!(name, help),
+            (Kind::Gauge, Some(unit)) => describe_gauge!(name, unit, help),
+            (Kind::Gauge, None) => describe_gauge!(name, help),
+            (Kind::Histogram, Some(unit)) => describe_histogram!(name, unit, help),
+            (Kind::Histogram, None) => describe_histogram!(name, help),
+        }
+    }
 }
 
 /// Counts a watch stream opened.
@@ -251,4 +348,58 @@ pub async fn track_http(request: Request, next: Next) -> Response {
     histogram!(HTTP_DURATION, "method" => method, "route" => route)
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// README's metrics table, as (name, kind) pairs: rows like
+    /// "| `kvstore_topic_keys` | gauge | `topic` | live keys |".
+    fn documented() -> Vec<(String, String)> {
+        let readme = include_str!("../README.md");
+        readme
+            .lines()
+            .filter_map(|line| {
+                let mut cells = line.split('|').map(str::trim).skip(1);
+                let name = cells.next()?.strip_prefix("`kvstore_")?.strip_suffix('`')?;
+                Some((format!("kvstore_{name}"), cells.next()?.to_owned()))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn readme_lists_every_metric_with_its_kind() {
+        let kind = |kind| match kind {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
+        };
+        let mut exported: Vec<(String, String)> = CATALOGUE
+            .iter()
+            .map(|metric| (metric.name.to_owned(), kind(metric.kind).to_owned()))
+            .collect();
+        let mut documented = documented();
+        exported.sort();
+        documented.sort();
+        assert_eq!(documented, exported);
+    }
+
+    #[test]
+    fn every_name_says_its_unit() {
+        for metric in CATALOGUE {
+            let suffix = match metric.unit {
+                Some(Unit::Seconds) => "_seconds",
+                Some(Unit::Bytes) => "_bytes",
+                _ if metric.kind == Kind::Counter => "_total",
+                _ => "",
+            };
+            assert!(
+                metric.name.ends_with(suffix),
+                "{} should end in {suffix}",
+                metric.name
+            );
+            assert!(metric.name.starts_with("kvstore_"), "{}", metric.name);
+        }
+    }
 }
