@@ -11,7 +11,8 @@
 #   promtool/      promtool and the prometheus server taken from Debian's `prometheus`
 #                  package (downloaded and unpacked, not installed, so no Prometheus service
 #                  lands on the machine)
-# then runs scripts/check_deploy.py, which prints one line per check. Its live check starts
+# then runs the scripts/check_deploy package (python -m check_deploy, with scripts/ on
+# PYTHONPATH), which prints one line per check. Its live check starts
 # a Tansu broker (scripts/tansu.sh), kvstore (target/debug/kvstore, built if missing) and a
 # Prometheus scraping it, all on free loopback ports, and stops them afterwards.
 set -euo pipefail
@@ -63,5 +64,5 @@ fi
 
 tansu="$(scripts/tansu.sh memory)"
 
-exec "$venv/bin/python" scripts/check_deploy.py --promtool "$promtool" \
+PYTHONPATH="$PWD/scripts" exec "$venv/bin/python" -m check_deploy --promtool "$promtool" \
   --check-jsonschema "$venv/bin/check-jsonschema" --prometheus "$prometheus" --tansu "$tansu"
