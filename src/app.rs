@@ -12,7 +12,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::{Auth, AuthSetupError};
 use crate::config::Config;
 use crate::http;
-use crate::kafka::Kafka;
+use crate::kafka::{self, Kafka};
 use crate::log::Log;
 use crate::topics::Topics;
 use crate::watch::Watchers;
@@ -49,7 +49,7 @@ pub struct AppState {
 pub enum AppError {
     /// The Kafka clients could not be created (invalid librdkafka configuration).
     #[error("cannot create Kafka clients")]
-    Kafka(#[from] rdkafka::error::KafkaError),
+    Kafka(#[from] kafka::ClientsNotCreated),
     /// The HTTP server failed.
     #[error("HTTP server error")]
     Io(#[from] std::io::Error),
@@ -85,13 +85,8 @@ pub async fn run(
     let kafka = Kafka::new(config.clone())?;
     let tracker = TaskTracker::new();
     let cancel = CancellationToken::new();
-    let topics = Topics::new(
-        kafka.clone(),
-        config.clone(),
-        tracker.clone(),
-        cancel.clone(),
-    );
     let log: Arc<dyn Log> = Arc::new(kafka.clone());
+    let topics = Topics::new(log.clone(), config.clone(), tracker.clone(), cancel.clone());
     let writer = Writer::new(
         log.clone(),
         config.limits.max_pending_writes,

@@ -1,12 +1,17 @@
-//! The log as the write path and the HTTP layer see it: a place to produce records, and what
-//! is known of the brokers. [`crate::kafka::Kafka`] is the implementation; nothing here knows
-//! rdkafka.
+//! The log as the rest of the service sees it: a place to produce records, topics to look
+//! up, create and replay, and what is known of the brokers. [`crate::kafka::Kafka`] is the
+//! implementation; nothing here knows rdkafka.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
 use crate::record::Record;
+use crate::topic::ReplaySink;
 
 /// The acknowledgement of one record: its offset, or why it was not (or may not have been)
 /// written.
@@ -15,7 +20,7 @@ pub type Delivery = Pin<Box<dyn Future<Output = Result<i64, ProduceError>> + Sen
 /// A future the log hands back.
 pub type LogFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// Where writes go.
+/// The log: where writes go, and where each topic's records come from.
 pub trait Log: Send + Sync {
     /// What is known of the brokers' reachability.
     fn status(&self) -> &BrokerStatus;
@@ -38,7 +43,50 @@ pub trait Log: Send + Sync {
     /// settled (committed, aborted or not transactional), and every write acknowledged before
     /// the question was asked lies below it.
     fn stable_end(&self, topic: &str) -> LogFuture<'static, Result<i64, Unreachable>>;
+
+    /// Looks `topic` up without creating it.
+    fn lookup_topic(&self, topic: &str) -> LogFuture<'static, Result<TopicLookup, AdminError>>;
+
+    /// Creates `topic` as kvstore makes its topics: one partition, compacted.
+    fn create_topic(&self, topic: &str) -> LogFuture<'static, Result<(), AdminError>>;
+
+    /// Starts reading the topic of `sink` from its beginning into it, in offset order, on a
+    /// task of `tracker`, until `cancel`; the sink hears of its progress and of errors.
+    fn start_replay(
+        &self,
+        sink: Arc<dyn ReplaySink>,
+        tracker: &TaskTracker,
+        cancel: CancellationToken,
+    ) -> Result<(), ReplayNotStarted>;
 }
+
+/// What the log says about a topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopicLookup {
+    /// The topic does not exist.
+    Missing,
+    /// The topic exists with this many partitions.
+    Exists {
+        /// Its partition count.
+        partitions: usize,
+    },
+}
+
+/// Why looking up or creating a topic failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AdminError {
+    /// The broker could not be reached or did not answer in time.
+    #[error("Kafka broker unavailable: {0}")]
+    Unavailable(String),
+    /// The broker refused the request.
+    #[error("Kafka refused the request: {0}")]
+    Refused(String),
+}
+
+/// A replay could not be started (its consumer could not be made).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct ReplayNotStarted(pub String);
 
 /// One open transaction on one partition; see [`Log::begin`]. Dropped unfinished, it is
 /// aborted.

@@ -11,9 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
-use crate::kafka::Kafka;
-use crate::kafka::admin::{AdminError, TopicLookup};
-use crate::log::Log;
+use crate::log::{AdminError, Log, TopicLookup};
 use crate::topic::{NotReady, ReplayState, Topic};
 use crate::topic_name::TopicPattern;
 
@@ -105,7 +103,7 @@ pub struct Topics {
 }
 
 struct Inner {
-    kafka: Kafka,
+    log: Arc<dyn Log>,
     config: Arc<Config>,
     /// `topics.deny`, parsed.
     denied: Vec<TopicPattern>,
@@ -118,14 +116,14 @@ struct Inner {
 impl Topics {
     /// An empty registry. Replay loops run on `tracker` and stop when `cancel` fires.
     pub fn new(
-        kafka: Kafka,
+        log: Arc<dyn Log>,
         config: Arc<Config>,
         tracker: TaskTracker,
         cancel: CancellationToken,
     ) -> Self {
         Topics {
             inner: Arc::new(Inner {
-                kafka,
+                log,
                 denied: config.denied_topics(),
                 config,
                 attachments: Mutex::new(HashMap::new()),
@@ -308,16 +306,16 @@ impl Topics {
     }
 
     async fn attach_inner(&self, name: &str, access: Access) -> Result<Arc<Topic>, TopicError> {
-        let kafka = &self.inner.kafka;
-        if kafka.status().is_down() {
-            return Err(TopicError::BrokerUnavailable(kafka.status().down_reason()));
+        let log = &self.inner.log;
+        if log.status().is_down() {
+            return Err(TopicError::BrokerUnavailable(log.status().down_reason()));
         }
-        let mut lookup = kafka.lookup_topic(name).await?;
+        let mut lookup = log.lookup_topic(name).await?;
         if lookup == TopicLookup::Missing
             && access == Access::MayCreate
             && self.inner.config.topics.auto_create
         {
-            kafka.create_topic(name).await?;
+            log.create_topic(name).await?;
             lookup = self.lookup_after_create(name).await?;
         }
         match lookup {
@@ -331,16 +329,15 @@ impl Topics {
             }
         }
         let topic = Arc::new(Topic::new(name).retaining(self.inner.config.watch.retention()));
-        kafka
-            .start_replay(
-                topic.clone(),
-                &self.inner.tracker,
-                self.inner.cancel.child_token(),
-            )
-            .map_err(|e| TopicError::ReplayFailed {
-                topic: name.to_owned(),
-                reason: e.to_string(),
-            })?;
+        log.start_replay(
+            topic.clone(),
+            &self.inner.tracker,
+            self.inner.cancel.child_token(),
+        )
+        .map_err(|e| TopicError::ReplayFailed {
+            topic: name.to_owned(),
+            reason: e.to_string(),
+        })?;
         Ok(topic)
     }
 
@@ -348,7 +345,7 @@ impl Topics {
     async fn lookup_after_create(&self, name: &str) -> Result<TopicLookup, TopicError> {
         let deadline = Instant::now() + self.inner.config.kafka.admin_timeout;
         loop {
-            let lookup = self.inner.kafka.lookup_topic(name).await?;
+            let lookup = self.inner.log.lookup_topic(name).await?;
             if lookup != TopicLookup::Missing || Instant::now() >= deadline {
                 return Ok(lookup);
             }

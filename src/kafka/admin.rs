@@ -9,29 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Kafka, Reachability};
 use crate::config::Config;
-
-/// What the broker's metadata says about a topic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TopicLookup {
-    /// The topic does not exist.
-    Missing,
-    /// The topic exists with this many partitions.
-    Exists {
-        /// Its partition count.
-        partitions: usize,
-    },
-}
-
-/// Why an admin operation failed.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum AdminError {
-    /// The broker could not be reached or did not answer in time.
-    #[error("Kafka broker unavailable: {0}")]
-    Unavailable(String),
-    /// The broker refused the request.
-    #[error("Kafka refused the request: {0}")]
-    Refused(String),
-}
+use crate::log::{AdminError, TopicLookup};
 
 /// The settings of a topic kvstore creates: compacted, so that the log keeps each key's
 /// latest record, and with room for the largest record this service writes.
@@ -66,7 +44,7 @@ pub fn new_topic<'a>(
 
 impl Kafka {
     /// Looks `topic` up in the broker's metadata without creating it.
-    pub async fn lookup_topic(&self, topic: &str) -> Result<TopicLookup, AdminError> {
+    pub(super) async fn look_up(&self, topic: &str) -> Result<TopicLookup, AdminError> {
         let kafka = self.clone();
         let topic = topic.to_owned();
         let timeout = self.config().kafka.admin_timeout;
@@ -108,7 +86,7 @@ impl Kafka {
     /// Creates `topic` as [`topic_settings`] says, with one partition and
     /// `topics.replication_factor` replicas. A topic that already exists (another replica may
     /// have won the race) is not an error.
-    pub async fn create_topic(&self, topic: &str) -> Result<(), AdminError> {
+    pub(super) async fn create(&self, topic: &str) -> Result<(), AdminError> {
         let config = self.config();
         let settings = topic_settings(config);
         let new_topic = new_topic(topic, config, &settings);

@@ -28,12 +28,16 @@ use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 
 use crate::config::{Config, KafkaConfig};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
 use crate::log::{
-    BrokerStatus, Delivery, Log, LogFuture, ProduceError, Reachability, Shortfall, Transaction,
-    Unreachable,
+    AdminError, BrokerStatus, Delivery, Log, LogFuture, ProduceError, Reachability,
+    ReplayNotStarted, Shortfall, TopicLookup, Transaction, Unreachable,
 };
 use crate::record::Record;
 use crate::secret::SecretError;
+use crate::topic::ReplaySink;
 
 /// The record header that carries a value's content type.
 pub const CONTENT_TYPE_HEADER: &str = "content-type";
@@ -147,7 +151,34 @@ impl Log for Kafka {
         let topic = topic.to_owned();
         Box::pin(async move { kafka.stable_end_offset(&topic).await })
     }
+
+    fn lookup_topic(&self, topic: &str) -> LogFuture<'static, Result<TopicLookup, AdminError>> {
+        let kafka = self.clone();
+        let topic = topic.to_owned();
+        Box::pin(async move { kafka.look_up(&topic).await })
+    }
+
+    fn create_topic(&self, topic: &str) -> LogFuture<'static, Result<(), AdminError>> {
+        let kafka = self.clone();
+        let topic = topic.to_owned();
+        Box::pin(async move { kafka.create(&topic).await })
+    }
+
+    fn start_replay(
+        &self,
+        sink: Arc<dyn ReplaySink>,
+        tracker: &TaskTracker,
+        cancel: CancellationToken,
+    ) -> Result<(), ReplayNotStarted> {
+        self.replay_into(sink, tracker, cancel)
+            .map_err(|error| ReplayNotStarted(error.to_string()))
+    }
 }
+
+/// The Kafka clients could not be created: the librdkafka configuration is invalid.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct ClientsNotCreated(#[from] KafkaError);
 
 /// The shared Kafka clients. Cheap to clone.
 #[derive(Clone)]
@@ -178,7 +209,7 @@ impl std::fmt::Debug for Kafka {
 impl Kafka {
     /// Creates the producer and admin clients. They connect lazily, so this succeeds while
     /// the broker is down; it fails only on invalid client configuration.
-    pub fn new(config: Arc<Config>) -> KafkaResult<Kafka> {
+    pub fn new(config: Arc<Config>) -> Result<Kafka, ClientsNotCreated> {
         let status = Arc::new(BrokerStatus::default());
         let producer = producer::create(&config, context(&status, "producer"))?;
         let admin = client_config(&config, [])?.create_with_context(context(&status, "admin"))?;

@@ -71,7 +71,7 @@ pub fn settings(config: &Config) -> Vec<(&'static str, String)> {
 
 impl Kafka {
     /// Starts replaying `topic` from offset 0 into it on a thread of its own, until `cancel`.
-    pub fn start_replay(
+    pub(super) fn replay_into(
         &self,
         topic: Arc<dyn ReplaySink>,
         tracker: &TaskTracker,
