@@ -37,14 +37,14 @@ type Reply = oneshot::Sender<Result<i64, ProduceError>>;
 /// The transactional producers of this replica, one transaction open on each at most.
 pub(super) struct TransactionPool {
     /// Producers not in a transaction, by slot.
-    idle: Mutex<Vec<Slot>>,
+    idle: Mutex<Vec<PoolEntry>>,
     available: Arc<Semaphore>,
     config: Arc<Config>,
     context: KafkaContext,
 }
 
-/// One place in the pool: its `transactional.id` and, once initialised, its producer.
-struct Slot {
+/// One entry of the pool: its `transactional.id` and, once initialised, its producer.
+struct PoolEntry {
     transactional_id: String,
     producer: Option<Arc<TransactionalProducer>>,
 }
@@ -159,7 +159,7 @@ impl TransactionPool {
             .consistency
             .transactional_id_or_default(config.listen.port());
         let slots = (0..config.consistency.transactions)
-            .map(|slot| Slot {
+            .map(|slot| PoolEntry {
                 transactional_id: format!("{prefix}-{slot}"),
                 producer: None,
             })
@@ -172,7 +172,7 @@ impl TransactionPool {
         }
     }
 
-    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Slot>> {
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<PoolEntry>> {
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -219,13 +219,13 @@ impl TransactionPool {
 
 /// A slot taken from the pool; it goes back when this is dropped.
 struct Taken {
-    slot: Option<Slot>,
+    slot: Option<PoolEntry>,
     _permit: OwnedSemaphorePermit,
     pool: Arc<TransactionPool>,
 }
 
 impl Taken {
-    fn slot(&mut self) -> &mut Slot {
+    fn slot(&mut self) -> &mut PoolEntry {
         self.slot
             .as_mut()
             .expect("a taken slot is held until dropped")

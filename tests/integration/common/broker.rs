@@ -235,15 +235,6 @@ impl Broker {
         }
     }
 
-    /// The folder of a dedicated Kafka cluster: each node's data and log
-    /// (`node-N/broker.log`).
-    pub fn dir(&self) -> Option<&Path> {
-        match &self.kind {
-            Kind::Kafka(cluster) => cluster.dir.as_ref().map(|dir| dir.path()),
-            Kind::Tansu(_) => None,
-        }
-    }
-
     /// Stops the broker (every node of a cluster; SIGKILL, as a crash would).
     pub fn stop(&mut self) {
         match &mut self.kind {

@@ -2,9 +2,6 @@
 //! `kvstore serve` processes on loopback ports ([`server`]), and raw sockets for requests an
 //! HTTP client would refuse to send ([`raw`]).
 
-// Each test file uses a different part of the harness.
-#![allow(dead_code)]
-
 pub mod broker;
 mod kafka;
 pub mod load;
