@@ -7,7 +7,11 @@
 //! # Layout
 //!
 //! Data flows one way: HTTP handler -> [`writer`] (produce) -> [`kafka::replay`] -> [`store`]
-//! -> waiting writer wakes -> handler answers. Reads go handler -> [`store`].
+//! -> waiting writer wakes -> handler answers. Reads go handler -> [`store`]. The store has a
+//! second writer: [`writer`] applies its own acknowledged plain writes at once when nothing
+//! unapplied precedes them, and the replay skips what is applied. Everything below [`http`]
+//! knows the log only as the [`log::Log`] trait; [`kafka`] implements it and is the only
+//! service module that uses rdkafka. `docs/ARCHITECTURE.md` follows a request through them.
 //!
 //! - [`config`]: the configuration and how its layers (defaults, file, env, flags) combine.
 //! - [`app`]: the shared state and the order of startup and shutdown.
@@ -26,11 +30,11 @@
 //!   the watchers of a replica share its limits and its shutdown.
 //! - [`record`]: the one record type, written and applied; no rdkafka in it.
 //! - [`store`]: the in-memory ordered map per topic and its log of recent changes; no I/O.
-//! - [`log`]: the log as the write path and HTTP see it: produce records, transactions, the
-//!   last stable offset, broker health.
+//! - [`log`]: the log as the rest of the service sees it: produce records, transactions, the
+//!   last stable offset, topics to look up, create and replay, broker health.
 //! - [`kafka`]: all rdkafka code of the service: clients, topic admin, producer, replay loop;
 //!   implements [`log::Log`].
-//! - [`metrics`]: metric names, descriptions and the HTTP middleware.
+//! - [`metrics`]: the catalogue of metrics (names, kinds, units, help) and the HTTP middleware.
 //! - [`memory`]: the allocator (mimalloc, for the C code too) and handing free memory back.
 //! - [`topic_name`]: Kafka's rules for topic names, and patterns over them.
 //! - [`client`]: `kvstore get|put|delete|range|batch|topics`, a client of a server over HTTP;

@@ -119,6 +119,10 @@ pub struct RecordRef<'a> {
     pub batch: Option<BatchMark>,
 }
 
+/// The record header that carries a value's content type (plain `content-type`, so that other
+/// Kafka tools read and write it too).
+pub const CONTENT_TYPE_HEADER: &str = "content-type";
+
 /// The record header that marks a record as part of an atomic batch.
 pub const BATCH_HEADER: &str = "kvstore-batch";
 

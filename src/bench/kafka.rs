@@ -25,7 +25,7 @@ use super::args::{Plan, Scenario, key_name, value_bytes};
 use super::report::{Progress, Recorder, Report, stop_ticker};
 use super::{BenchError, Budget};
 use crate::config::Config;
-use crate::kafka::CONTENT_TYPE_HEADER;
+use crate::record::CONTENT_TYPE_HEADER;
 
 /// How long metadata look-ups and topic creation may take.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);

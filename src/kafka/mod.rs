@@ -35,12 +35,9 @@ use crate::log::{
     AdminError, BrokerStatus, Delivery, Log, LogFuture, ProduceError, Reachability,
     ReplayNotStarted, Shortfall, TopicLookup, Transaction, Unreachable,
 };
-use crate::record::Record;
+use crate::record::{BATCH_HEADER, CONTENT_TYPE_HEADER, Record};
 use crate::secret::SecretError;
 use crate::topic::ReplaySink;
-
-/// The record header that carries a value's content type.
-pub const CONTENT_TYPE_HEADER: &str = "content-type";
 
 /// The headers `record` is written with: its content type and batch mark, if it has either.
 fn headers(record: &Record) -> Option<rdkafka::message::OwnedHeaders> {
@@ -57,7 +54,7 @@ fn headers(record: &Record) -> Option<rdkafka::message::OwnedHeaders> {
     }
     if let Some(mark) = record.batch {
         headers = headers.insert(Header {
-            key: crate::record::BATCH_HEADER,
+            key: BATCH_HEADER,
             value: Some(&mark.encode()),
         });
     }

@@ -19,10 +19,12 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{CONTENT_TYPE_HEADER, Kafka, KafkaContext, client_config};
+use super::{Kafka, KafkaContext, client_config};
 use crate::config::Config;
 use crate::metrics;
-use crate::record::{BATCH_HEADER, BatchMark, OwnedRecord, RecordRef, incomplete_tail};
+use crate::record::{
+    BATCH_HEADER, BatchMark, CONTENT_TYPE_HEADER, OwnedRecord, RecordRef, incomplete_tail,
+};
 use crate::topic::{ReplaySink, TopicInfo};
 
 /// How long one poll waits for a message before checking for shutdown.
