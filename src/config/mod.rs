@@ -537,6 +537,8 @@ impl SaslMechanism {
 }
 
 mod load;
+#[cfg(test)]
+mod readme;
 mod validate;
 
 pub use load::{ConfigError, Overrides};
