@@ -70,3 +70,9 @@ def kvstore_binary() -> Path | None:
     built = [ROOT / "target" / profile / "kvstore" for profile in ("release", "debug")]
     built = [b for b in built if b.is_file() and os.access(b, os.X_OK)]
     return max(built, key=lambda b: b.stat().st_mtime, default=None)
+
+
+def environment_without_kvstore_settings() -> dict[str, str]:
+    """This process's environment minus what would configure a kvstore it starts (KVSTORE_*
+    and RUST_LOG), so that only the settings under test reach it."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("KVSTORE_") and k != "RUST_LOG"}

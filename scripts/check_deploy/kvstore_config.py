@@ -4,7 +4,6 @@ checks the auth the pod's clients would meet."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import ssl
@@ -15,7 +14,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from .common import HTTPS_FILES, ROOT, Failed, Skipped, fail_if, free_port, http
+from .common import (HTTPS_FILES, ROOT, Failed, Skipped, environment_without_kvstore_settings, fail_if, free_port,
+                     http)
 from .helm import manifests_of, render
 
 
@@ -140,7 +140,7 @@ def start_kvstore(binary: Path, config: Path, env: dict[str, str], probe=None) -
     /healthz (over HTTPS, verifying its certificate, when `env` gives it one), calls
     `probe(base_url, context)` (if given) while it runs. True and the probe's note if it
     started, False and its output if it exits first."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("KVSTORE_") and k != "RUST_LOG"}
+    clean = environment_without_kvstore_settings()
     context = https_context(env)
     port = free_port()
     process = subprocess.Popen(

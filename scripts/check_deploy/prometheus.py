@@ -5,7 +5,6 @@ broker) with that job's authorization."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import tempfile
 import time
@@ -14,7 +13,8 @@ from pathlib import Path
 
 import yaml
 
-from .common import PROMETHEUS_CONFIG, ROOT, Failed, Skipped, free_port, http, run
+from .common import (PROMETHEUS_CONFIG, ROOT, Failed, Skipped, environment_without_kvstore_settings, free_port,
+                     http, run)
 from .compose import (compose_auth_env, compose_default, compose_tokens, kvstore_services, load_compose,
                       metrics_need_token)
 
@@ -147,7 +147,7 @@ def check_prometheus_live(prometheus: str, promtool: str, tansu: str, binary: Pa
     with tempfile.TemporaryDirectory() as tmp, Processes(Path(tmp)) as processes:
         broker_port, http_port, prometheus_port = free_port(), free_port(), free_port()
         broker = f"tcp://127.0.0.1:{broker_port}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("KVSTORE_") and k != "RUST_LOG"}
+        env = environment_without_kvstore_settings()
         processes.start("tansu", [tansu, "broker", "--listener-url", broker, "--advertised-listener-url", broker,
                                   "--storage-engine", "memory://tansu/"], env={**env, "RUST_LOG": "warn"})
         processes.start("kvstore", [str(binary), "serve", "--listen", f"127.0.0.1:{http_port}",
