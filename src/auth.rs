@@ -10,40 +10,14 @@ use std::sync::{Arc, RwLock};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::config::{AuthConfig, Config, TokenConfig};
+use crate::config::{AuthConfig, Config, Scope, TokenConfig};
 use crate::secret::SecretError;
-use crate::topic_name::TopicPattern;
 
 /// Shortest token accepted: shorter ones are guessable.
 pub const MIN_TOKEN_LEN: usize = 16;
 
-/// One thing a token may do.
-#[derive(Debug, Clone)]
-pub enum Scope {
-    /// Read keys and ranges of topics matching the pattern.
-    Read(TopicPattern),
-    /// Put, delete and batch-write keys of topics matching the pattern.
-    Write(TopicPattern),
-    /// List the topics this replica serves.
-    Admin,
-    /// Scrape `/metrics`.
-    Metrics,
-}
-
+/// What each scope allows; the scopes themselves are read with the configuration.
 impl Scope {
-    /// Parses `read:PATTERN`, `write:PATTERN`, `admin` or `metrics`.
-    pub fn parse(scope: &str) -> Result<Scope, String> {
-        match scope.split_once(':') {
-            Some(("read", pattern)) => TopicPattern::new(pattern).map(Scope::Read),
-            Some(("write", pattern)) => TopicPattern::new(pattern).map(Scope::Write),
-            None if scope == "admin" => Ok(Scope::Admin),
-            None if scope == "metrics" => Ok(Scope::Metrics),
-            _ => Err(format!(
-                "scope {scope:?} is not one of read:PATTERN, write:PATTERN, admin, metrics"
-            )),
-        }
-    }
-
     fn allows(&self, needed: &Permission<'_>) -> bool {
         match (self, needed) {
             (Scope::Read(pattern), Permission::Read(topic))

@@ -279,13 +279,12 @@ impl ApiError {
                 WriteError::TooLargeForBroker(_) => {
                     (StatusCode::PAYLOAD_TOO_LARGE, "record_too_large")
                 }
-                WriteError::ProduceTimeout { .. } | WriteError::ApplyTimeout { .. } => {
+                WriteError::OutcomeUnknown { .. } | WriteError::ApplyTimeout { .. } => {
                     (StatusCode::GATEWAY_TIMEOUT, "write_timeout")
                 }
                 WriteError::BatchIncomplete { .. } => {
                     (StatusCode::SERVICE_UNAVAILABLE, "batch_incomplete")
                 }
-                WriteError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
                 WriteError::PreconditionFailed { .. } => {
                     (StatusCode::PRECONDITION_FAILED, "precondition_failed")
                 }

@@ -161,7 +161,8 @@ impl Topic {
                 ReplayState::Failed(reason) => Err(NotReady::Failed(reason.clone())),
                 _ => Ok(()),
             },
-            Ok(Err(_closed)) => Err(NotReady::Failed("the topic was detached".into())),
+            // The sender is the topic's own, borrowed here: it cannot close while we wait.
+            Ok(Err(_closed)) => Err(NotReady::Failed("the topic's state was dropped".into())),
             Err(_elapsed) => Err(NotReady::StillReplaying(timeout)),
         }
     }

@@ -12,6 +12,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::log::{AdminError, Log, TopicLookup};
+use crate::store::Retention;
 use crate::topic::{NotReady, ReplayState, Topic};
 use crate::topic_name::TopicPattern;
 
@@ -141,7 +142,7 @@ impl Topics {
                 pattern: pattern.to_string(),
             });
         }
-        let topic = self.attached(name, access).await?;
+        let topic = self.attach_or_join(name, access).await?;
         match topic
             .wait_ready(self.inner.config.topics.attach_timeout)
             .await
@@ -189,7 +190,7 @@ impl Topics {
                 loop {
                     let attempt = tokio::select! {
                         () = cancel.cancelled() => return,
-                        attempt = topics.attached(&name, Access::MayCreate) => attempt,
+                        attempt = topics.attach_or_join(&name, Access::MayCreate) => attempt,
                     };
                     match attempt {
                         Ok(_) => return,
@@ -229,7 +230,7 @@ impl Topics {
         pending
     }
 
-    async fn attached(&self, name: &str, access: Access) -> Result<Arc<Topic>, TopicError> {
+    async fn attach_or_join(&self, name: &str, access: Access) -> Result<Arc<Topic>, TopicError> {
         // A reader's attach may find the topic missing while a writer waits on it; the writer
         // then tries again itself. Bounded, in case readers keep winning the race.
         for _ in 0..3 {
@@ -328,7 +329,7 @@ impl Topics {
                 });
             }
         }
-        let topic = Arc::new(Topic::new(name).retaining(self.inner.config.watch.retention()));
+        let topic = Arc::new(Topic::new(name).retaining(Retention::from(&self.inner.config.watch)));
         log.start_replay(
             topic.clone(),
             &self.inner.tracker,

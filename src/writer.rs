@@ -18,7 +18,7 @@ use crate::condition::{Precondition, Unmet, unmet};
 use crate::log::{Log, ProduceError};
 use crate::metrics;
 use crate::record::{Record, mark_batch};
-use crate::store::WaitError;
+use crate::store::NotAppliedInTime;
 use crate::topic::Topic;
 
 /// Why a write did not succeed, and whether it may still take effect.
@@ -50,12 +50,13 @@ pub enum WriteError {
     /// The broker refused the record for its size; nothing was written.
     #[error("the broker refused the record as too large; nothing was written: {0}")]
     TooLargeForBroker(String),
-    /// The broker did not acknowledge in time: the outcome is unknown.
+    /// The broker did not confirm the write in time, or its commit failed on the way: the
+    /// outcome is unknown.
     #[error(
-        "the broker did not acknowledge the write within {waited:?}; it may or may not have \
-         been stored, and may still apply: {reason}"
+        "the broker did not confirm the write within {waited:?}; it may or may not have been \
+         stored, and may still apply: {reason}"
     )]
-    ProduceTimeout {
+    OutcomeUnknown {
         /// How long the request waited.
         waited: Duration,
         /// The producer's error.
@@ -85,9 +86,6 @@ pub enum WriteError {
         /// What failed.
         reason: String,
     },
-    /// The service is stopping.
-    #[error("the service is shutting down; the write may still apply")]
-    ShuttingDown,
     /// A condition did not hold; nothing was written.
     #[error("{} of the write's conditions did not hold; nothing was written", unmet.len())]
     PreconditionFailed {
@@ -237,11 +235,10 @@ impl Writer {
         let remaining = self.timeout.saturating_sub(started.elapsed());
         match topic.store().wait_applied(last, remaining).await {
             Ok(()) => Ok(offsets),
-            Err(WaitError::Timeout) => Err(WriteError::ApplyTimeout {
+            Err(NotAppliedInTime) => Err(WriteError::ApplyTimeout {
                 offset: last,
                 waited: started.elapsed(),
             }),
-            Err(WaitError::Closed) => Err(WriteError::ShuttingDown),
         }
     }
 
@@ -286,12 +283,12 @@ impl Writer {
                 .log
                 .begin(topic.name())
                 .await
-                .map_err(|error| self.not_written(error))?;
+                .map_err(|error| self.not_written(error, started))?;
             let offsets = match transaction.send(&records).await {
                 Ok(offsets) => offsets,
                 Err(error) => {
                     transaction.abort().await;
-                    return Err(self.not_written(error));
+                    return Err(self.not_written(error, started));
                 }
             };
             let Some(first) = offsets.first().copied() else {
@@ -312,13 +309,7 @@ impl Writer {
             }
             let judged = started.elapsed();
             if let Err(error) = transaction.commit().await {
-                return Err(match error {
-                    ProduceError::Unknown(reason) => WriteError::ProduceTimeout {
-                        waited: started.elapsed(),
-                        reason,
-                    },
-                    error => self.not_written(error),
-                });
+                return Err(self.produce_error(error, started));
             }
             tracing::debug!(
                 topic = topic.name(),
@@ -353,14 +344,10 @@ impl Writer {
             return Ok(());
         }
         let remaining = self.timeout.saturating_sub(started.elapsed());
-        match topic.store().wait_applied(first - 1, remaining).await {
-            Ok(()) => {}
-            Err(WaitError::Timeout) => {
-                return Err(WriteError::NotJudged {
-                    waited: started.elapsed(),
-                });
-            }
-            Err(WaitError::Closed) => return Err(WriteError::ShuttingDown),
+        if let Err(NotAppliedInTime) = topic.store().wait_applied(first - 1, remaining).await {
+            return Err(WriteError::NotJudged {
+                waited: started.elapsed(),
+            });
         }
         // Fault injection for tests: stay inside the transaction (`FAILPOINTS=judge=sleep(N)`).
         #[cfg(feature = "failpoints")]
@@ -389,19 +376,30 @@ impl Writer {
     }
 
     /// A failure before the transaction committed: it is aborted (or the broker aborts it
-    /// when it times out), so nothing was written.
-    fn not_written(&self, error: ProduceError) -> WriteError {
+    /// when it times out), so nothing was written, whatever the log could tell.
+    fn not_written(&self, error: ProduceError, started: Instant) -> WriteError {
         match error {
+            ProduceError::Unknown(reason) => WriteError::BrokerUnavailable(reason),
+            error => self.produce_error(error, started),
+        }
+    }
+
+    /// What a failure of the log means for the write.
+    fn produce_error(&self, error: ProduceError, started: Instant) -> WriteError {
+        match error {
+            ProduceError::NotWritten(reason) => WriteError::BrokerUnavailable(reason),
             ProduceError::QueueFull => WriteError::Overloaded {
                 limit: self.max_pending,
             },
             ProduceError::TooLarge(reason) => WriteError::TooLargeForBroker(reason),
-            ProduceError::NotWritten(reason) | ProduceError::Unknown(reason) => {
-                WriteError::BrokerUnavailable(reason)
-            }
+            ProduceError::Unknown(reason) => WriteError::OutcomeUnknown {
+                waited: started.elapsed(),
+                reason,
+            },
         }
     }
 
+    /// A plain write's failure after `sent` of its `total` records were handed over.
     fn produce_failed(
         &self,
         error: ProduceError,
@@ -409,17 +407,7 @@ impl Writer {
         sent: usize,
         total: usize,
     ) -> WriteError {
-        let error = match error {
-            ProduceError::NotWritten(reason) => WriteError::BrokerUnavailable(reason),
-            ProduceError::QueueFull => WriteError::Overloaded {
-                limit: self.max_pending,
-            },
-            ProduceError::TooLarge(reason) => WriteError::TooLargeForBroker(reason),
-            ProduceError::Unknown(reason) => WriteError::ProduceTimeout {
-                waited: started.elapsed(),
-                reason,
-            },
-        };
+        let error = self.produce_error(error, started);
         if sent == 0 {
             return error;
         }
@@ -439,7 +427,7 @@ fn finished(result: &Result<Vec<i64>, WriteError>, started: Instant) {
             metrics::precondition_failed();
             "precondition_failed"
         }
-        Err(WriteError::ApplyTimeout { .. } | WriteError::ProduceTimeout { .. }) => "timeout",
+        Err(WriteError::ApplyTimeout { .. } | WriteError::OutcomeUnknown { .. }) => "timeout",
         Err(WriteError::Overloaded { .. }) => "overloaded",
         Err(_) => "failed",
     };

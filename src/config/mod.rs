@@ -353,10 +353,38 @@ pub struct TokenConfig {
     pub name: String,
     /// Where the token is: `{ file = "..." }` or `{ env = "..." }`.
     pub secret: SecretRef,
-    /// What it allows: `read:PATTERN` (GET keys, range), `write:PATTERN` (PUT, DELETE,
-    /// batch) on topics matching PATTERN (`users*`, `*`), `admin` (`/v1/topics`) and
+    /// What it allows ([`Scope`]): `read:PATTERN` (GET keys, range, watch), `write:PATTERN`
+    /// (PUT, DELETE, batch) on topics matching PATTERN (`users*`, `*`), `admin` (`/v1/topics`) and
     /// `metrics` (`/metrics`).
     pub scopes: Vec<String>,
+}
+
+/// One thing a token may do.
+#[derive(Debug, Clone)]
+pub enum Scope {
+    /// Read keys, ranges and watches of topics matching the pattern.
+    Read(TopicPattern),
+    /// Put, delete and batch-write keys of topics matching the pattern.
+    Write(TopicPattern),
+    /// List the topics this replica serves.
+    Admin,
+    /// Scrape `/metrics`.
+    Metrics,
+}
+
+impl Scope {
+    /// Parses `read:PATTERN`, `write:PATTERN`, `admin` or `metrics`.
+    pub fn parse(scope: &str) -> Result<Scope, String> {
+        match scope.split_once(':') {
+            Some(("read", pattern)) => TopicPattern::new(pattern).map(Scope::Read),
+            Some(("write", pattern)) => TopicPattern::new(pattern).map(Scope::Write),
+            None if scope == "admin" => Ok(Scope::Admin),
+            None if scope == "metrics" => Ok(Scope::Metrics),
+            _ => Err(format!(
+                "scope {scope:?} is not one of read:PATTERN, write:PATTERN, admin, metrics"
+            )),
+        }
+    }
 }
 
 /// Log output format.
@@ -431,24 +459,13 @@ impl Default for LimitsConfig {
 
 impl Default for WatchConfig {
     fn default() -> Self {
-        let retention = crate::store::Retention::default();
         WatchConfig {
             max_watchers: 10_000,
-            retain_changes: retention.changes,
-            retain_bytes: retention.bytes,
+            retain_changes: 100_000,
+            retain_bytes: 32 * 1024 * 1024,
             max_buffer_bytes: 1024 * 1024,
             progress_interval: Duration::from_secs(5),
             keep_alive_interval: Duration::from_secs(15),
-        }
-    }
-}
-
-impl WatchConfig {
-    /// How much recent history each topic keeps.
-    pub fn retention(&self) -> crate::store::Retention {
-        crate::store::Retention {
-            changes: self.retain_changes,
-            bytes: self.retain_bytes,
         }
     }
 }

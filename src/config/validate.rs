@@ -192,7 +192,7 @@ impl Config {
                 ));
             }
             for scope in &token.scopes {
-                crate::auth::Scope::parse(scope).map_err(|problem| {
+                super::Scope::parse(scope).map_err(|problem| {
                     invalid("auth.tokens", format!("token {:?}: {problem}", token.name))
                 })?;
             }

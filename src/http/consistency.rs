@@ -12,7 +12,7 @@ use utoipa::IntoParams;
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::metrics;
-use crate::store::WaitError;
+use crate::store::NotAppliedInTime;
 use crate::topic::Topic;
 
 /// The request header that may carry `min_offset`.
@@ -156,12 +156,11 @@ impl ReadConsistency {
         metrics::read_waited(started.elapsed());
         match waited {
             Ok(()) => Ok(()),
-            Err(WaitError::Timeout) => Err(ApiError::NotYetApplied {
+            Err(NotAppliedInTime) => Err(ApiError::NotYetApplied {
                 wanted,
                 applied: topic.store().applied_offset(),
                 waited: started.elapsed(),
             }),
-            Err(WaitError::Closed) => Err(ApiError::EndUnknown("the topic was detached".into())),
         }
     }
 }

@@ -26,7 +26,8 @@ use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 
-use super::{DEFAULT_CONTENT_TYPE, KeyRange, ScanPage, SharedStore, TopicStore};
+use super::{DEFAULT_CONTENT_TYPE, SharedStore, TopicStore};
+use crate::config::WatchConfig;
 
 /// What a change costs the log beyond its key and value (the `Arc`, the struct, the ring's
 /// slot), counted against `watch.retain_bytes` so that many tiny changes are bounded too.
@@ -63,12 +64,19 @@ pub struct Retention {
     pub bytes: usize,
 }
 
+impl From<&WatchConfig> for Retention {
+    /// `watch.retain_changes` and `watch.retain_bytes`.
+    fn from(watch: &WatchConfig) -> Self {
+        Retention {
+            changes: watch.retain_changes,
+            bytes: watch.retain_bytes,
+        }
+    }
+}
+
 impl Default for Retention {
     fn default() -> Self {
-        Retention {
-            changes: 100_000,
-            bytes: 32 * 1024 * 1024,
-        }
+        Retention::from(&WatchConfig::default())
     }
 }
 
@@ -263,31 +271,9 @@ impl SharedStore {
             .after(position, until.min(last_applied), max_bytes)
     }
 
-    /// The offset of the last record applied (-1 before the first), read under the lock that
-    /// the change log is written under.
-    pub fn last_applied(&self) -> i64 {
-        self.read().applied_offset - 1
-    }
-
     /// The earliest position from which every later change is kept.
     pub fn earliest_position(&self) -> i64 {
         self.read().changes.earliest_position()
-    }
-
-    /// One page of `range` and the last offset applied when it was read, under one lock: the
-    /// page is the state as of that offset.
-    pub fn scan_at(&self, range: &KeyRange, limit: usize, max_bytes: usize) -> (ScanPage, i64) {
-        let store = self.read();
-        (
-            store.scan(range, limit, max_bytes),
-            store.applied_offset - 1,
-        )
-    }
-
-    /// A watch of the applied offset (the offset after the last applied record), which
-    /// changes after the changes it covers are in the log.
-    pub fn subscribe_applied(&self) -> tokio::sync::watch::Receiver<i64> {
-        self.applied_offset.subscribe()
     }
 }
 

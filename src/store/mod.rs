@@ -57,6 +57,15 @@ pub struct KeyRange {
     pub after: Option<Vec<u8>>,
 }
 
+impl KeyRange {
+    /// Whether `key` is in the range (its `after` is not used: that is a page's place).
+    pub fn contains(&self, key: &[u8]) -> bool {
+        key.starts_with(&self.prefix)
+            && self.start.as_deref().is_none_or(|start| key >= start)
+            && self.end.as_deref().is_none_or(|end| key < end)
+    }
+}
+
 /// One page of a scan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScanPage {
@@ -354,16 +363,10 @@ pub struct SharedStore {
     applied_offset: watch::Sender<i64>,
 }
 
-/// Why waiting for an offset ended without it being applied.
+/// Waiting for an offset ended, at its timeout, without it being applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum WaitError {
-    /// The time ran out.
-    #[error("not applied in time")]
-    Timeout,
-    /// The store is being dropped (the topic was detached or the service is stopping).
-    #[error("the store was closed")]
-    Closed,
-}
+#[error("not applied in time")]
+pub struct NotAppliedInTime;
 
 impl Default for SharedStore {
     fn default() -> Self {
@@ -466,13 +469,40 @@ impl SharedStore {
         *self.applied_offset.borrow()
     }
 
+    /// The offset of the last record applied (-1 before the first), read under the lock that
+    /// the change log is written under.
+    pub fn last_applied(&self) -> i64 {
+        self.read().applied_offset - 1
+    }
+
+    /// One page of `range` and the last offset applied when it was read, under one lock: the
+    /// page is the state as of that offset.
+    pub fn scan_at(&self, range: &KeyRange, limit: usize, max_bytes: usize) -> (ScanPage, i64) {
+        let store = self.read();
+        (
+            store.scan(range, limit, max_bytes),
+            store.applied_offset - 1,
+        )
+    }
+
+    /// A watch of the applied offset (the offset after the last applied record), which
+    /// changes after the changes it covers are in the log.
+    pub fn subscribe_applied(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.applied_offset.subscribe()
+    }
+
     /// Waits until the record at `offset` has been applied, or `timeout` passes.
-    pub async fn wait_applied(&self, offset: i64, timeout: Duration) -> Result<(), WaitError> {
+    pub async fn wait_applied(
+        &self,
+        offset: i64,
+        timeout: Duration,
+    ) -> Result<(), NotAppliedInTime> {
         let mut rx = self.applied_offset.subscribe();
         match tokio::time::timeout(timeout, rx.wait_for(|next| *next > offset)).await {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(_)) => Err(WaitError::Closed),
-            Err(_) => Err(WaitError::Timeout),
+            // The sender is this store's, which the caller borrows: it cannot close while we
+            // wait. Were it closed, the offset would never come, which is what a timeout says.
+            Ok(Err(_)) | Err(_) => Err(NotAppliedInTime),
         }
     }
 
@@ -944,7 +974,7 @@ mod tests {
         assert_eq!(waiter.await.expect("joins"), Ok(()));
         assert_eq!(
             store.wait_applied(7, Duration::from_millis(10)).await,
-            Err(WaitError::Timeout)
+            Err(NotAppliedInTime)
         );
     }
 }

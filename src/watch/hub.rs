@@ -77,7 +77,7 @@ impl Index {
             }
         }
         for (range, signal) in self.ranged.values() {
-            if super::contains(range, key) {
+            if range.contains(key) {
                 signal.send(offset);
             }
         }

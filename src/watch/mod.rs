@@ -204,13 +204,6 @@ impl Watchers {
     }
 }
 
-/// Whether `key` is in `range` (its `after` is not used).
-fn contains(range: &KeyRange, key: &[u8]) -> bool {
-    key.starts_with(&range.prefix)
-        && range.start.as_deref().is_none_or(|start| key >= start)
-        && range.end.as_deref().is_none_or(|end| key < end)
-}
-
 /// One watch of one topic.
 pub struct Watcher {
     topic: Arc<Topic>,
@@ -383,7 +376,7 @@ impl Watcher {
             self.queue.extend(
                 page.changes
                     .into_iter()
-                    .filter(|change| contains(range, &change.key)),
+                    .filter(|change| range.contains(&change.key)),
             );
             self.queue_through = page.through;
             if self.queue.is_empty() {
@@ -401,7 +394,9 @@ impl Watcher {
             return Ok(());
         }
         if self.applied.changed().await.is_err() {
-            return Err(WatchError::TopicFailed("the topic was detached".into()));
+            return Err(WatchError::TopicFailed(
+                "the topic's store was dropped".into(),
+            ));
         }
         Ok(())
     }
@@ -459,7 +454,7 @@ impl Watcher {
             let missed: Vec<Arc<Change>> = page
                 .changes
                 .into_iter()
-                .filter(|change| contains(&snapshot_ref.range, &change.key))
+                .filter(|change| snapshot_ref.range.contains(&change.key))
                 .filter(|change| snapshot_ref.missed(change))
                 .collect();
             snapshot.patches.extend(missed);
@@ -690,11 +685,11 @@ mod tests {
             end: Some(b"ad".to_vec()),
             after: None,
         };
-        assert!(contains(&range, b"ab"));
-        assert!(contains(&range, b"acz"));
-        assert!(!contains(&range, b"aa"));
-        assert!(!contains(&range, b"ad"));
-        assert!(contains(&KeyRange::default(), b""));
+        assert!(range.contains(b"ab"));
+        assert!(range.contains(b"acz"));
+        assert!(!range.contains(b"aa"));
+        assert!(!range.contains(b"ad"));
+        assert!(KeyRange::default().contains(b""));
     }
 
     #[test]
