@@ -1,5 +1,8 @@
-//! The one place where failures become HTTP responses: every error a client can see is an
-//! [`ApiError`], answered as `{"error": {"code": "...", "message": "..."}}` with a fitting status.
+//! The one place where failures become HTTP responses: every error a route answers is an
+//! [`ApiError`], answered as `{"error": {"code": "...", "message": "..."}}` with a fitting
+//! status. Outside it: a handler that panics gets the same body with code `internal` from the
+//! router's panic layer (`http::panic_response`), and `/metrics` of a service run without a
+//! recorder (embedded in a test) answers a plain 404.
 
 use std::time::Duration;
 

@@ -28,7 +28,8 @@
 //! - [`condition`]: the conditions a write states on keys (`If-Match` and the like).
 //! - [`watch`]: change streams: a watcher follows a topic's change log from a position, and
 //!   the watchers of a replica share its limits and its shutdown.
-//! - [`record`]: the one record type, written and applied; no rdkafka in it.
+//! - [`record`]: the records written (`Record`) and applied (`RecordRef`), their headers and
+//!   batch marks; no rdkafka in them.
 //! - [`store`]: the in-memory ordered map per topic and its log of recent changes; no I/O.
 //! - [`log`]: the log as the rest of the service sees it: produce records, transactions, the
 //!   last stable offset, topics to look up, create and replay, broker health.
@@ -37,8 +38,8 @@
 //! - [`metrics`]: the catalogue of metrics (names, kinds, units, help) and the HTTP middleware.
 //! - [`memory`]: the allocator (mimalloc, for the C code too) and handing free memory back.
 //! - [`topic_name`]: Kafka's rules for topic names, and patterns over them.
-//! - [`client`]: `kvstore get|put|delete|range|batch|topics`, a client of a server over HTTP;
-//!   not used by the service.
+//! - [`client`]: `kvstore get|put|delete|range|batch|watch|topics`, a client of a server over
+//!   HTTP; not used by the service.
 //! - [`bench`]: `kvstore bench`, the load generator and the Kafka floors; not used by the
 //!   service.
 

@@ -32,7 +32,7 @@ pub const REPLAY_ERRORS: &str = "kvstore_replay_errors_total";
 pub const REPLAY_DURATION: &str = "kvstore_replay_duration_seconds";
 /// Time from producing a write until this replica applied it.
 pub const WRITE_WAIT: &str = "kvstore_write_wait_seconds";
-/// Writes produced, by outcome.
+/// Write requests, by outcome, refused ones included.
 pub const WRITES: &str = "kvstore_writes_total";
 /// Transactions of conditional writes and atomic batches ended, by outcome: `committed`,
 /// `aborted` (a condition failed, or the writer gave up) or `failed` (the commit failed).

@@ -121,7 +121,8 @@ impl Topic {
         self.state.borrow().clone()
     }
 
-    /// The partition's end offset as of the last fetch, if known.
+    /// The partition's end offset as of the last fetch, or the applied offset if that is
+    /// further (own writes applied ahead of the replay); `None` before the first fetch.
     pub fn end_offset(&self) -> Option<i64> {
         let fetched = Some(self.end_offset.load(Ordering::Relaxed)).filter(|o| *o >= 0)?;
         // Own writes applied ahead of the replay are in the log too, beyond what the last
@@ -170,9 +171,10 @@ impl Topic {
     /// Marks the topic ready; returns whether it was still replaying.
     fn become_ready(&self) -> bool {
         if *self.state.borrow() == ReplayState::Replaying {
-            // From the log's end on, records are read as they are written: an offset without
-            // one is a transaction marker or an aborted record, never a compacted change
-            // (see `store::changes`).
+            // Once caught up (at the log's end, or past the end its first fetch saw) the
+            // replica reads records about as they are written, long before the cleaner could
+            // reach their segment: an offset without one is a transaction marker or an
+            // aborted record, never a compacted change (see `store::changes`).
             self.store.trust_gaps();
         }
         self.state.send_if_modified(|state| {
@@ -258,7 +260,7 @@ pub struct TopicInfo {
     pub name: String,
     /// Its store's counts.
     pub stats: StoreStats,
-    /// The partition's end offset as of the last fetch.
+    /// The partition's end offset as of the last fetch (see [`Topic::end_offset`]).
     pub end_offset: Option<i64>,
     /// Records yet to apply.
     pub lag: Option<i64>,

@@ -15,8 +15,9 @@
 //! and records the log cleaner removed because a later record of the same key superseded
 //! them (or, after `delete.retention.ms`, tombstones). Only the last would make a watcher
 //! miss a change, and the cleaner works only on the log's older segments: once the replica
-//! has caught up with the log's end it reads records as they are written, and it trusts
-//! every gap. While it replays the history it cannot tell the kinds apart, so any gap starts
+//! has caught up (reached the log's end, or applied the end its first fetch saw; see
+//! [`crate::topic::ReplaySink::caught_up`]) it reads records about as they are written, and
+//! it trusts every gap. While it replays the history it cannot tell the kinds apart, so any gap starts
 //! the log afresh after it ([`ChangeLog::skip_to`]). A replica that restarts thus keeps, for
 //! clients to resume from, the history since the last gap of its replay: all of it, for a
 //! topic without transactions that the cleaner has not compacted lately.

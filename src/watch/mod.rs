@@ -214,7 +214,8 @@ pub struct Watcher {
     queue: VecDeque<Arc<Change>>,
     /// The position once `queue` is handed out.
     queue_through: i64,
-    applied: watch::Receiver<i64>,
+    /// The store's applied offset: the offset after the last applied record.
+    applied_offset: watch::Receiver<i64>,
     snapshot: Option<Snapshot>,
     max_bytes: usize,
     /// The topic's hub, which says when to read; without one, every applied offset does.
@@ -263,7 +264,7 @@ impl Watcher {
         max_bytes: usize,
     ) -> Result<Watcher, WatchError> {
         let store = topic.store();
-        let applied = store.subscribe_applied();
+        let applied_offset = store.subscribe_applied();
         let (position, snapshot) = match start {
             Start::Now => (store.last_applied(), None),
             Start::After(offset) => {
@@ -299,7 +300,7 @@ impl Watcher {
             position,
             queue: VecDeque::new(),
             queue_through: position,
-            applied,
+            applied_offset,
             snapshot,
             max_bytes: max_bytes.max(1),
             membership: None,
@@ -363,7 +364,7 @@ impl Watcher {
             }
             // Marks the applied offset as seen before reading: anything applied after the
             // read wakes the wait below.
-            let applied = *self.applied.borrow_and_update() - 1;
+            let last_applied = *self.applied_offset.borrow_and_update() - 1;
             let page = self
                 .topic
                 .store()
@@ -381,7 +382,7 @@ impl Watcher {
             self.queue_through = page.through;
             if self.queue.is_empty() {
                 self.position = page.through;
-                if page.through >= applied {
+                if page.through >= last_applied {
                     self.wait_for_changes().await?;
                 }
             }
@@ -393,7 +394,7 @@ impl Watcher {
             membership.signal.wait().await;
             return Ok(());
         }
-        if self.applied.changed().await.is_err() {
+        if self.applied_offset.changed().await.is_err() {
             return Err(WatchError::TopicFailed(
                 "the topic's store was dropped".into(),
             ));
