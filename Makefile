@@ -2,7 +2,7 @@
 
 CARGO ?= cargo
 
-.PHONY: help build run test test-tansu test-long lint unit-and-integration check-deploy openapi broker bench clean
+.PHONY: help build run test test-tansu test-long lint unit-and-integration check-deploy openapi broker bench bench-compare clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-22s %s\n", $$1, $$2}'
@@ -49,6 +49,10 @@ broker: ## Install Apache Kafka's jars and print their folder
 
 bench: build ## Measure kvstore on Apache Kafka beside its floors and etcd (~10 min; BENCH_BROKER=tansu for Tansu); writes bench/RESULTS.md
 	scripts/bench.sh
+
+bench-compare: ## Measure the build of BASE=<git rev> beside this tree's, alternately, on the hot paths (~5 min); writes target/bench-compare/BASE-vs-HEAD.md
+	@if [ -z "$(BASE)" ]; then echo "usage: make bench-compare BASE=<git rev>" >&2; exit 2; fi
+	CARGO=$(CARGO) scripts/bench-compare.sh "$(BASE)"
 
 clean: ## Remove build output and local run data
 	$(CARGO) clean

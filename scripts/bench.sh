@@ -18,6 +18,8 @@
 #   BENCH_OUTPUT           where to write the table (default bench/RESULTS.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/bench-lib.sh
+. scripts/bench-lib.sh
 
 seconds="${BENCH_SECONDS:-10}"
 replay_records="${BENCH_REPLAY_RECORDS:-1000000}"
@@ -25,8 +27,6 @@ rounds="${BENCH_ROUNDS:-3}"
 output="${BENCH_OUTPUT:-bench/RESULTS.md}"
 broker_kind="${BENCH_BROKER:-kafka}"
 kvstore=target/release/kvstore
-value_size=100
-get_keys=100000
 
 if [ ! -x "$kvstore" ]; then
   echo "no $kvstore: run \`make bench\`, which builds it first" >&2
@@ -49,78 +49,10 @@ case "$broker_kind" in
 esac
 
 started=$(date +%s)
-work="$(mktemp -d -t kvstore-bench.XXXXXX)"
-pids=()
-
-stop() {
-  kill "$1" 2>/dev/null || true
-  wait "$1" 2>/dev/null || true
-}
-
-finish() {
-  local status=$?
-  for pid in "${pids[@]}"; do stop "$pid"; done
-  scripts/kafka.sh stop "$work/kafka" >/dev/null 2>&1 || true
-  if [ "$status" -eq 0 ]; then
-    rm -rf "$work"
-  else
-    echo "make bench failed; logs and results so far are in $work" >&2
-  fi
-}
-trap finish EXIT
-
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-wait_for_port() {
-  for _ in $(seq 200); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "nothing listens on port $1 after 10 s" >&2
-  return 1
-}
-
-wait_for_url() {
-  for _ in $(seq 300); do
-    curl -sf -o /dev/null "$1" && return 0
-    sleep 0.1
-  done
-  echo "$1 did not answer in 30 s" >&2
-  return 1
-}
-
-step() {
-  printf '\n== %s\n' "$*" >&2
-}
-
-# bench NAME ARGS...: one `kvstore bench` run; its JSON report goes to $work/NAME.json.
-bench() {
-  local name="$1"
-  shift
-  "$kvstore" bench --json "$@" >"$work/$name.json"
-  python3 -c 'import json, sys; r = json.load(open(sys.argv[1])); print("   ", round(r["operations_per_second"]), r["unit"] + "/s", ("p50 %.3f ms, p99 %.3f ms" % (r["latency_ms"]["p50"], r["latency_ms"]["p99"])) if r["latency_ms"] else "", ("errors %s" % r["errors"]) if r["errors"] else "")' "$work/$name.json" >&2
-}
-
-# kvstore_server NAME: starts a kvstore server against the broker; sets kv_pid and kv_url.
-kvstore_server() {
-  local port
-  port="$(free_port)"
-  env "${server_env[@]}" "$kvstore" serve --listen "127.0.0.1:$port" --brokers "$broker" --log-level warn \
-    >"$work/$1.log" 2>&1 &
-  kv_pid=$!
-  pids+=("$kv_pid")
-  kv_url="http://127.0.0.1:$port"
-  wait_for_url "$kv_url/readyz"
-}
+start_work bench
 
 rss_kib() {
   awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"
-}
-
-load_average() {
-  cut -d' ' -f1-3 /proc/loadavg
 }
 
 load_at_start="$(load_average)"
@@ -157,15 +89,7 @@ esac
 # the first call and warms it up.
 start_broker() {
   if [ "$broker_kind" = kafka ]; then
-    if [ -z "$broker" ]; then
-      # --owner: the broker stops even if this script is killed before its trap runs.
-      broker="$(scripts/kafka.sh start "$work/kafka" --owner $$)"
-      step "warming up $broker_version: 10 s of 64-client PUTs, not measured"
-      kvstore_server warm-up
-      "$kvstore" bench --url "$kv_url" --topic warm-up --scenario put --concurrency 64 \
-        --duration 10s --value-size "$value_size" >/dev/null
-      stop "$kv_pid"
-    fi
+    if [ -z "$broker" ]; then start_kafka; fi
     return
   fi
   if [ -n "$broker_pid" ]; then stop "$broker_pid"; fi
