@@ -5,14 +5,17 @@
 //!   configured.
 //! - [`admin`]: topic look-up and creation, and the broker reachability probe.
 //! - [`producer`]: writing records, holding a topic's back while five of them are in
-//!   flight, and classifying the failures.
+//!   flight.
 //! - [`replay`]: the per-topic loop that reads a topic from its beginning into its store.
 //! - [`replicas`]: the in-sync replicas of the topics written to, from the probe's metadata.
+//! - `delivery`: what both producers share: handing a record over, answering its outcome
+//!   from the thread that polls the producer, and classifying the failures.
 //! - `transactions`: the transactional producers of conditional writes and atomic batches.
 //! - `offsets`: a topic's last stable offset, for reads that must see every acknowledged
 //!   write.
 
 pub mod admin;
+mod delivery;
 mod offsets;
 pub mod producer;
 pub mod replay;
@@ -35,31 +38,9 @@ use crate::log::{
     AdminError, BrokerStatus, Delivery, Log, LogFuture, ProduceError, Reachability,
     ReplayNotStarted, Shortfall, TopicLookup, Transaction, Unreachable,
 };
-use crate::record::{BATCH_HEADER, CONTENT_TYPE_HEADER, Record};
+use crate::record::Record;
 use crate::secret::SecretError;
 use crate::topic::ReplaySink;
-
-/// The headers `record` is written with: its content type and batch mark, if it has either.
-fn headers(record: &Record) -> Option<rdkafka::message::OwnedHeaders> {
-    use rdkafka::message::{Header, OwnedHeaders};
-    if record.content_type.is_none() && record.batch.is_none() {
-        return None;
-    }
-    let mut headers = OwnedHeaders::new();
-    if let Some(content_type) = record.content_type.as_deref() {
-        headers = headers.insert(Header {
-            key: CONTENT_TYPE_HEADER,
-            value: Some(content_type),
-        });
-    }
-    if let Some(mark) = record.batch {
-        headers = headers.insert(Header {
-            key: BATCH_HEADER,
-            value: Some(&mark.encode()),
-        });
-    }
-    Some(headers)
-}
 
 /// The context of every Kafka client: routes librdkafka's logs into `tracing` and notices when
 /// all brokers are down.

@@ -8,31 +8,21 @@
 //! `read_committed` reads of the topic until `consistency.transaction_timeout`. The pool is
 //! initialised at startup for that reason ([`Kafka::prepare_transactions`]).
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use futures::channel::oneshot;
 use futures::future::join_all;
-use rdkafka::Message as _;
-use rdkafka::client::ClientContext;
-use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer as _, ProducerContext};
+use rdkafka::producer::{BaseProducer, Producer as _};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::producer::classify;
+use super::delivery::{self, Poller, ProducerEvents};
 use super::{Kafka, KafkaContext, client_config};
 use crate::config::Config;
 use crate::log::{LogFuture, ProduceError, Transaction};
 use crate::metrics;
 use crate::record::Record;
-
-/// How long the acknowledgement thread waits for events before checking whether to stop.
-const POLL_INTERVAL: Duration = Duration::from_millis(100);
-
-type Reply = oneshot::Sender<Result<i64, ProduceError>>;
 
 /// The transactional producers of this replica, one transaction open on each at most.
 pub(super) struct TransactionPool {
@@ -52,36 +42,11 @@ struct PoolEntry {
 /// A librdkafka producer with a `transactional.id`, and the thread that serves its
 /// acknowledgements.
 struct TransactionalProducer {
-    client: Arc<BaseProducer<Deliveries>>,
-    stop: Arc<AtomicBool>,
-    poller: Option<JoinHandle<()>>,
-}
-
-/// Answers each record's delivery to the writer waiting for it.
-struct Deliveries {
-    context: KafkaContext,
-}
-
-impl ClientContext for Deliveries {
-    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
-        self.context.log(level, facility, message);
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        self.context.error(error, reason);
-    }
-}
-
-impl ProducerContext for Deliveries {
-    type DeliveryOpaque = Box<Reply>;
-
-    fn delivery(&self, result: &DeliveryResult<'_>, reply: Box<Reply>) {
-        let outcome = match result {
-            Ok(message) => Ok(message.offset()),
-            Err((error, _)) => Err(classify(error)),
-        };
-        let _ = reply.send(outcome);
-    }
+    // Declared before the client: dropping the producer stops the thread first, and the
+    // client is then destroyed on the dropping thread, not the polling one.
+    _poller: Poller,
+    /// Answers each record's delivery to the writer waiting for it, and does nothing more.
+    client: Arc<BaseProducer<ProducerEvents<()>>>,
 }
 
 /// The settings of a transactional producer.
@@ -114,41 +79,19 @@ impl TransactionalProducer {
         let fail = |error: KafkaError| {
             ProduceError::NotWritten(format!("cannot start a transactional producer: {error}"))
         };
-        let client: Arc<BaseProducer<Deliveries>> = Arc::new(
+        let client: Arc<BaseProducer<ProducerEvents<()>>> = Arc::new(
             client_config(config, settings(config, transactional_id))
-                .and_then(|client| client.create_with_context(Deliveries { context }))
+                .and_then(|client| client.create_with_context(ProducerEvents::new(context, ())))
                 .map_err(fail)?,
         );
-        let stop = Arc::new(AtomicBool::new(false));
-        let poller = std::thread::Builder::new()
-            .name("kvstore-txn".into())
-            .spawn({
-                let client = client.clone();
-                let stop = stop.clone();
-                move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        client.poll(POLL_INTERVAL);
-                    }
-                }
-            })
-            .map_err(|error| fail(KafkaError::ClientCreation(error.to_string())))?;
+        let poller = Poller::start(client.clone(), "kvstore-txn").map_err(fail)?;
         let producer = TransactionalProducer {
+            _poller: poller,
             client,
-            stop,
-            poller: Some(poller),
         };
         producer.client.init_transactions(timeout).map_err(fail)?;
         tracing::debug!(transactional_id, "transactional producer ready");
         Ok(producer)
-    }
-}
-
-impl Drop for TransactionalProducer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(poller) = self.poller.take() {
-            let _ = poller.join();
-        }
     }
 }
 
@@ -346,18 +289,10 @@ impl Transaction for KafkaTransaction {
         let mut failure = None;
         for record in records {
             let (reply, outcome) = oneshot::channel();
-            let mut base =
-                BaseRecord::<[u8], [u8], Box<Reply>>::with_opaque_to(&self.topic, Box::new(reply))
-                    .partition(0)
-                    .key(record.key.as_slice());
-            if let Some(value) = &record.value {
-                base = base.payload(value.as_slice());
-            }
-            if let Some(headers) = super::headers(record) {
-                base = base.headers(headers);
-            }
-            if let Err((error, _)) = self.producer.client.send(base) {
-                failure = Some(classify(&error));
+            if let Err((error, _)) =
+                delivery::send(&self.producer.client, &self.topic, record, reply)
+            {
+                failure = Some(error);
                 break;
             }
             outcomes.push(outcome);
