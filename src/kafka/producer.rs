@@ -15,14 +15,19 @@ use crate::config::Config;
 use crate::log::ProduceError;
 use crate::record::Record;
 
-/// Room for a record's framing and headers on top of its key and value, used when sizing the
-/// producer's and created topics' byte limits.
-pub const RECORD_OVERHEAD: usize = 64 * 1024;
+/// Room for a record's framing and headers on top of its key and value.
+const RECORD_OVERHEAD: usize = 64 * 1024;
+
+/// How many bytes a record of this service may take: the largest key and value and
+/// [`RECORD_OVERHEAD`]. The producer's `message.max.bytes` and a created topic's
+/// `max.message.bytes`.
+pub(super) fn max_record_bytes(config: &Config) -> usize {
+    config.limits.max_value_bytes + config.limits.max_key_bytes + RECORD_OVERHEAD
+}
 
 /// The producer settings: idempotent with `acks=all`, so an acknowledged write is on every
 /// in-sync replica exactly once and in order.
 pub fn settings(config: &Config) -> Vec<(&'static str, String)> {
-    let max_record = config.limits.max_value_bytes + config.limits.max_key_bytes + RECORD_OVERHEAD;
     vec![
         ("enable.idempotence", "true".into()),
         ("acks", "all".into()),
@@ -34,7 +39,7 @@ pub fn settings(config: &Config) -> Vec<(&'static str, String)> {
             "message.timeout.ms",
             config.write_timeout.as_millis().to_string(),
         ),
-        ("message.max.bytes", max_record.to_string()),
+        ("message.max.bytes", max_record_bytes(config).to_string()),
     ]
 }
 
