@@ -2,11 +2,12 @@
 //! transaction, which the writer commits once their conditions hold and aborts otherwise.
 //!
 //! A replica keeps a pool of transactional producers, one open transaction each. Each has a
-//! `transactional.id` of its own, `<consistency.transactional_id>-<slot>`, the same across
-//! restarts of the replica: initialising a producer with it fences the previous incarnation
-//! and aborts the transaction it left open, instead of leaving it to stall every replica's
-//! `read_committed` reads of the topic until `consistency.transaction_timeout`. The pool is
-//! initialised at startup for that reason ([`Kafka::prepare_transactions`]).
+//! `transactional.id` of its own, `<consistency.transactional_id>-<index>` by its entry's
+//! index in the pool (from 0), the same across restarts of the replica: initialising a
+//! producer with it fences the previous incarnation and aborts the transaction it left open,
+//! instead of leaving it to stall every replica's `read_committed` reads of the topic until
+//! `consistency.transaction_timeout`. The pool is initialised at startup for that reason
+//! ([`Kafka::prepare_transactions`]).
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -26,7 +27,7 @@ use crate::record::Record;
 
 /// The transactional producers of this replica, one transaction open on each at most.
 pub(super) struct TransactionPool {
-    /// Producers not in a transaction, by slot.
+    /// The entries whose producer is not in a transaction.
     idle: Mutex<Vec<PoolEntry>>,
     available: Arc<Semaphore>,
     config: Arc<Config>,
@@ -101,15 +102,15 @@ impl TransactionPool {
         let prefix = config
             .consistency
             .transactional_id_or_default(config.listen.port());
-        let slots = (0..config.consistency.transactions)
-            .map(|slot| PoolEntry {
-                transactional_id: format!("{prefix}-{slot}"),
+        let entries = (0..config.consistency.transactions)
+            .map(|index| PoolEntry {
+                transactional_id: format!("{prefix}-{index}"),
                 producer: None,
             })
             .collect::<Vec<_>>();
         TransactionPool {
-            available: Arc::new(Semaphore::new(slots.len())),
-            idle: Mutex::new(slots),
+            available: Arc::new(Semaphore::new(entries.len())),
+            idle: Mutex::new(entries),
             config,
             context,
         }
@@ -119,37 +120,37 @@ impl TransactionPool {
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Takes an idle slot, waiting up to `timeout` for one.
+    /// Takes an idle entry, waiting up to `timeout` for one.
     async fn take(self: &Arc<Self>, timeout: Duration) -> Result<Taken, ProduceError> {
         let permit = tokio::time::timeout(timeout, self.available.clone().acquire_owned())
             .await
             .map_err(|_| ProduceError::QueueFull)?
             .map_err(|_| ProduceError::NotWritten("the service is stopping".into()))?;
-        let slot = self
+        let entry = self
             .idle()
             .pop()
             .ok_or_else(|| ProduceError::NotWritten("no transactional producer free".into()))?;
         Ok(Taken {
-            slot: Some(slot),
+            entry: Some(entry),
             _permit: permit,
             pool: self.clone(),
         })
     }
 
-    /// Initialises every slot's producer, so that transactions this replica left open before
-    /// a restart are aborted now. A slot that fails is initialised again on first use.
+    /// Initialises every entry's producer, so that transactions this replica left open before
+    /// a restart are aborted now. An entry that fails is initialised again on first use.
     pub(super) async fn prepare(self: &Arc<Self>) {
         let timeout = self.config.kafka.admin_timeout.max(Duration::from_secs(10));
         let mut taken = Vec::new();
         for _ in 0..self.config.consistency.transactions {
             match self.take(timeout).await {
-                Ok(slot) => taken.push(slot),
+                Ok(entry) => taken.push(entry),
                 Err(_) => break,
             }
         }
-        let started = join_all(taken.into_iter().map(|mut slot| async move {
-            let outcome = slot.producer(timeout).await.map(|_| ());
-            (slot.transactional_id().to_owned(), outcome)
+        let started = join_all(taken.into_iter().map(|mut entry| async move {
+            let outcome = entry.producer(timeout).await.map(|_| ());
+            (entry.transactional_id().to_owned(), outcome)
         }))
         .await;
         for (transactional_id, outcome) in started {
@@ -160,34 +161,34 @@ impl TransactionPool {
     }
 }
 
-/// A slot taken from the pool; it goes back when this is dropped.
+/// An entry taken from the pool; it goes back when this is dropped.
 struct Taken {
-    slot: Option<PoolEntry>,
+    entry: Option<PoolEntry>,
     _permit: OwnedSemaphorePermit,
     pool: Arc<TransactionPool>,
 }
 
 impl Taken {
-    fn slot(&mut self) -> &mut PoolEntry {
-        self.slot
+    fn entry(&mut self) -> &mut PoolEntry {
+        self.entry
             .as_mut()
-            .expect("a taken slot is held until dropped")
+            .expect("a taken entry is held until dropped")
     }
 
     fn transactional_id(&self) -> &str {
         &self
-            .slot
+            .entry
             .as_ref()
-            .expect("a taken slot is held until dropped")
+            .expect("a taken entry is held until dropped")
             .transactional_id
     }
 
-    /// The slot's producer, started first if it has none.
+    /// The entry's producer, started first if it has none.
     async fn producer(
         &mut self,
         timeout: Duration,
     ) -> Result<Arc<TransactionalProducer>, ProduceError> {
-        if let Some(producer) = &self.slot().producer {
+        if let Some(producer) = &self.entry().producer {
             return Ok(producer.clone());
         }
         let config = self.pool.config.clone();
@@ -199,12 +200,12 @@ impl Taken {
         .await
         .map_err(|error| ProduceError::NotWritten(format!("producer start aborted: {error}")))??;
         let producer = Arc::new(producer);
-        self.slot().producer = Some(producer.clone());
+        self.entry().producer = Some(producer.clone());
         Ok(producer)
     }
 
-    /// Drops the slot's producer after an error it cannot recover from; the next transaction
-    /// on the slot starts a new one.
+    /// Drops the entry's producer after an error it cannot recover from; the next transaction
+    /// on the entry starts a new one.
     fn discard_producer(&mut self, error: &KafkaError) {
         let fenced = matches!(
             error.rdkafka_error_code(),
@@ -220,7 +221,7 @@ impl Taken {
         } else {
             tracing::warn!(transactional_id, %error, "transactional producer failed; starting a new one");
         }
-        if let Some(producer) = self.slot().producer.take() {
+        if let Some(producer) = self.entry().producer.take() {
             // Joining its thread waits on librdkafka: keep that off the async workers.
             tokio::task::spawn_blocking(move || drop(producer));
         }
@@ -229,8 +230,8 @@ impl Taken {
 
 impl Drop for Taken {
     fn drop(&mut self) {
-        if let Some(slot) = self.slot.take() {
-            self.pool.idle().push(slot);
+        if let Some(entry) = self.entry.take() {
+            self.pool.idle().push(entry);
         }
     }
 }
@@ -364,7 +365,7 @@ impl Transaction for KafkaTransaction {
 
 impl Drop for KafkaTransaction {
     /// A transaction neither committed nor aborted (its request was dropped, say) is aborted
-    /// in the background; its slot is free once that is done.
+    /// in the background; its entry is free once that is done.
     fn drop(&mut self) {
         if let Some(taken) = self.taken.take() {
             let producer = self.producer.clone();
@@ -416,7 +417,7 @@ fn commit(
     }
 }
 
-/// Aborts, then gives the slot back (or replaces its producer if the abort failed).
+/// Aborts, then gives the entry back (or replaces its producer if the abort failed).
 fn abort(mut taken: Option<Taken>, producer: &TransactionalProducer, deadline: Instant) {
     // At least a moment, even past the request's deadline: an abort that reaches the broker
     // frees every replica's reads at once instead of at the transaction's timeout.
