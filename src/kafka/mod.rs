@@ -11,8 +11,8 @@
 //! - `delivery`: what both producers share: handing a record over, answering its outcome
 //!   from the thread that polls the producer, and classifying the failures.
 //! - `transactions`: the transactional producers of conditional writes and atomic batches.
-//! - `offsets`: a topic's last stable offset, for reads that must see every acknowledged
-//!   write.
+//! - `offsets`: a topic's stable end (Kafka's last stable offset), for reads that must see
+//!   every acknowledged write.
 
 pub mod admin;
 mod delivery;
@@ -127,7 +127,7 @@ impl Log for Kafka {
     fn stable_end(&self, topic: &str) -> LogFuture<'static, Result<i64, Unreachable>> {
         let kafka = self.clone();
         let topic = topic.to_owned();
-        Box::pin(async move { kafka.stable_end_offset(&topic).await })
+        Box::pin(async move { kafka.ask_stable_end(&topic).await })
     }
 
     fn lookup_topic(&self, topic: &str) -> LogFuture<'static, Result<TopicLookup, AdminError>> {
@@ -172,7 +172,7 @@ struct Inner {
     status: Arc<BrokerStatus>,
     in_sync: replicas::InSyncReplicas,
     transactions: Arc<transactions::TransactionPool>,
-    offsets: offsets::StableOffsets,
+    stable_ends: offsets::StableEnds,
     config: Arc<Config>,
 }
 
@@ -195,7 +195,7 @@ impl Kafka {
             config.clone(),
             context(&status, "transactions"),
         ));
-        let offsets = offsets::StableOffsets::new(&config, context(&status, "offsets"))?;
+        let stable_ends = offsets::StableEnds::new(&config, context(&status, "offsets"))?;
         Ok(Kafka {
             inner: Arc::new(Inner {
                 producer: std::sync::RwLock::new(Arc::new(producer)),
@@ -203,7 +203,7 @@ impl Kafka {
                 status,
                 in_sync: replicas::InSyncReplicas::default(),
                 transactions,
-                offsets,
+                stable_ends,
                 config,
             }),
         })
