@@ -63,6 +63,7 @@ impl Kafka {
             .inner()
             .fetch_metadata(Some(topic), timeout)
             .map_err(|e| self.unavailable(e))?;
+        // The broker answered, so it is up; finding it down is left to the probe.
         self.inner.status.set(Reachability::Up);
         let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else {
             return Ok(TopicLookup::Missing);

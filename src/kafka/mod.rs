@@ -1,8 +1,8 @@
 //! Every Kafka client of the service, and the only place the service uses rdkafka (the
 //! `kvstore bench` tool has its own bare clients in [`crate::bench`]).
 //!
-//! - [`Kafka`]: the shared clients (a producer and an admin client) and how every client is
-//!   configured.
+//! - [`Kafka`]: the shared clients (the producer, the admin client, the pool of transactional
+//!   producers and the stable-end consumer) and how every client is configured.
 //! - [`admin`]: topic look-up and creation, and the broker reachability probe.
 //! - [`producer`]: writing records, holding a topic's back while five of them are in
 //!   flight.
@@ -185,8 +185,10 @@ impl std::fmt::Debug for Kafka {
 }
 
 impl Kafka {
-    /// Creates the producer and admin clients. They connect lazily, so this succeeds while
-    /// the broker is down; it fails only on invalid client configuration.
+    /// Creates the producer, the admin client and the stable-end consumer, and the pool of
+    /// transactional producers, whose producers start at [`Kafka::prepare_transactions`] or on
+    /// first use. They connect lazily, so this succeeds while the broker is down; it fails
+    /// only on invalid client configuration.
     pub fn new(config: Arc<Config>) -> Result<Kafka, ClientsNotCreated> {
         let status = Arc::new(BrokerStatus::default());
         let producer = producer::create(&config, context(&status, "producer"))?;

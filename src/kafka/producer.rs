@@ -43,8 +43,11 @@ pub fn settings(config: &Config) -> Vec<(&'static str, String)> {
     ]
 }
 
-/// Most records of one topic handed to librdkafka and not yet acknowledged; the rest wait in
-/// the topic's [`Window`] until an acknowledgement makes room.
+/// Records of one topic handed to librdkafka and not yet acknowledged at which the producer
+/// starts holding the topic's writes back. A write submitted while fewer are unacknowledged
+/// and nothing is held is handed over whole, however many records it has; any other waits in
+/// the topic's [`Window`] until an acknowledgement brings the count below this, and then every
+/// held record is handed over at once. So more than this many can be in flight.
 ///
 /// librdkafka's idempotent producer sends no further request for a partition while five of
 /// its messages are in flight, and while messages wait for that with `linger.ms` past, its

@@ -29,8 +29,10 @@ use queue::{MessageBatch, PartitionQueue};
 /// How long one poll waits for a message before checking for shutdown.
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
 
-/// Most records applied under one lock; bounds how long readers can be held up.
-const MAX_APPLY_BATCH: usize = 4096;
+/// Most messages taken from the partition's queue per round. A round applies their records
+/// under one lock, after those of an atomic batch held back from earlier rounds, so it may
+/// apply more than this; bounding it bounds how long readers can be held up.
+const MAX_CONSUME_BATCH: usize = 4096;
 
 /// How often a long replay logs its progress.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
@@ -202,7 +204,7 @@ impl Replay {
         let started = Instant::now();
         let mut last_progress = Instant::now();
         let mut last_error_log: Option<Instant> = None;
-        let mut batch = MessageBatch::with_capacity(MAX_APPLY_BATCH);
+        let mut batch = MessageBatch::with_capacity(MAX_CONSUME_BATCH);
         let mut applied_total: u64 = 0;
         // Whether the topic has reached the end once (it is then ready).
         let mut ready = false;
