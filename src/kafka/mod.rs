@@ -188,7 +188,8 @@ impl Kafka {
     /// Creates the producer, the admin client and the stable-end consumer, and the pool of
     /// transactional producers, whose producers start at [`Kafka::prepare_transactions`] or on
     /// first use. They connect lazily, so this succeeds while the broker is down; it fails
-    /// only on invalid client configuration.
+    /// only on invalid client configuration, `consistency.transactional_id` left unset
+    /// included ([`crate::app::run`] sets it).
     pub fn new(config: Arc<Config>) -> Result<Kafka, ClientsNotCreated> {
         let status = Arc::new(BrokerStatus::default());
         let producer = producer::create(&config, context(&status, "producer"))?;
@@ -196,7 +197,7 @@ impl Kafka {
         let transactions = Arc::new(transactions::TransactionPool::new(
             config.clone(),
             context(&status, "transactions"),
-        ));
+        )?);
         let stable_ends = offsets::StableEnds::new(&config, context(&status, "offsets"))?;
         Ok(Kafka {
             inner: Arc::new(Inner {

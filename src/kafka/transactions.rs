@@ -97,23 +97,27 @@ impl TransactionalProducer {
 }
 
 impl TransactionPool {
-    pub(super) fn new(config: Arc<Config>, context: KafkaContext) -> TransactionPool {
-        // The service sets it from the port it listens on before creating the clients.
-        let prefix = config
-            .consistency
-            .transactional_id_or_default(config.listen.port());
+    /// A pool of `consistency.transactions` entries, none started yet. Fails if
+    /// `consistency.transactional_id` is not set: the service sets it, from the port it
+    /// listens on if the configuration names none, before it creates the clients.
+    pub(super) fn new(config: Arc<Config>, context: KafkaContext) -> KafkaResult<TransactionPool> {
+        let Some(prefix) = &config.consistency.transactional_id else {
+            return Err(KafkaError::ClientCreation(
+                "consistency.transactional_id is not set".into(),
+            ));
+        };
         let entries = (0..config.consistency.transactions)
             .map(|index| PoolEntry {
                 transactional_id: format!("{prefix}-{index}"),
                 producer: None,
             })
             .collect::<Vec<_>>();
-        TransactionPool {
+        Ok(TransactionPool {
             available: Arc::new(Semaphore::new(entries.len())),
             idle: Mutex::new(entries),
             config,
             context,
-        }
+        })
     }
 
     fn idle(&self) -> std::sync::MutexGuard<'_, Vec<PoolEntry>> {
