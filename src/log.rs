@@ -136,9 +136,10 @@ pub struct Shortfall {
     pub required: usize,
 }
 
-/// Whether the broker answered lately. Only the probe
-/// ([`crate::kafka::Kafka::probe_broker`]) decides;
-/// clients that lose their connections ask it to check at once.
+/// Whether the broker answered lately. The probe ([`crate::kafka::Kafka::probe_broker`])
+/// sets it at every check and is alone in finding the broker down; a topic look-up that the
+/// broker answers finds it up too. Clients that lose their connections ask the probe to check
+/// at once.
 #[derive(Debug, Default)]
 pub struct BrokerStatus {
     reachability: AtomicU8,
@@ -159,7 +160,7 @@ const CLIENT_ERROR_MEMORY: std::time::Duration = std::time::Duration::from_secs(
 pub enum Reachability {
     /// Not checked yet.
     Unknown,
-    /// The last check succeeded.
+    /// The last check, or a topic look-up since, got an answer.
     Up,
     /// The last check failed, or every broker connection is down.
     Down,

@@ -7,6 +7,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::types::RDKafkaRespErr;
 use tokio_util::sync::CancellationToken;
 
+use super::producer::max_record_bytes;
 use super::{Kafka, Reachability};
 use crate::config::Config;
 use crate::log::{AdminError, TopicLookup};
@@ -14,14 +15,11 @@ use crate::log::{AdminError, TopicLookup};
 /// The settings of a topic kvstore creates: compacted, so that the log keeps each key's
 /// latest record, and with room for the largest record this service writes.
 pub fn topic_settings(config: &Config) -> Vec<(&'static str, String)> {
-    let limits = &config.limits;
-    let max_message_bytes =
-        limits.max_value_bytes + limits.max_key_bytes + super::producer::RECORD_OVERHEAD;
     vec![
         ("cleanup.policy", "compact".into()),
         // Let the largest record through the broker's per-topic limit (Kafka's default is
         // 1 MiB, less than `limits.max_value_bytes` plus a key).
-        ("max.message.bytes", max_message_bytes.to_string()),
+        ("max.message.bytes", max_record_bytes(config).to_string()),
     ]
 }
 
@@ -65,6 +63,7 @@ impl Kafka {
             .inner()
             .fetch_metadata(Some(topic), timeout)
             .map_err(|e| self.unavailable(e))?;
+        // The broker answered, so it is up; finding it down is left to the probe.
         self.inner.status.set(Reachability::Up);
         let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else {
             return Ok(TopicLookup::Missing);

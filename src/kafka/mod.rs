@@ -1,18 +1,21 @@
 //! Every Kafka client of the service, and the only place the service uses rdkafka (the
 //! `kvstore bench` tool has its own bare clients in [`crate::bench`]).
 //!
-//! - [`Kafka`]: the shared clients (a producer and an admin client) and how every client is
-//!   configured.
+//! - [`Kafka`]: the shared clients (the producer, the admin client, the pool of transactional
+//!   producers and the stable-end consumer) and how every client is configured.
 //! - [`admin`]: topic look-up and creation, and the broker reachability probe.
 //! - [`producer`]: writing records, holding a topic's back while five of them are in
-//!   flight, and classifying the failures.
+//!   flight.
 //! - [`replay`]: the per-topic loop that reads a topic from its beginning into its store.
 //! - [`replicas`]: the in-sync replicas of the topics written to, from the probe's metadata.
+//! - `delivery`: what both producers share: handing a record over, answering its outcome
+//!   from the thread that polls the producer, and classifying the failures.
 //! - `transactions`: the transactional producers of conditional writes and atomic batches.
-//! - `offsets`: a topic's last stable offset, for reads that must see every acknowledged
-//!   write.
+//! - `offsets`: a topic's stable end (Kafka's last stable offset), for reads that must see
+//!   every acknowledged write.
 
 pub mod admin;
+mod delivery;
 mod offsets;
 pub mod producer;
 pub mod replay;
@@ -35,31 +38,9 @@ use crate::log::{
     AdminError, BrokerStatus, Delivery, Log, LogFuture, ProduceError, Reachability,
     ReplayNotStarted, Shortfall, TopicLookup, Transaction, Unreachable,
 };
-use crate::record::{BATCH_HEADER, CONTENT_TYPE_HEADER, Record};
+use crate::record::Record;
 use crate::secret::SecretError;
 use crate::topic::ReplaySink;
-
-/// The headers `record` is written with: its content type and batch mark, if it has either.
-fn headers(record: &Record) -> Option<rdkafka::message::OwnedHeaders> {
-    use rdkafka::message::{Header, OwnedHeaders};
-    if record.content_type.is_none() && record.batch.is_none() {
-        return None;
-    }
-    let mut headers = OwnedHeaders::new();
-    if let Some(content_type) = record.content_type.as_deref() {
-        headers = headers.insert(Header {
-            key: CONTENT_TYPE_HEADER,
-            value: Some(content_type),
-        });
-    }
-    if let Some(mark) = record.batch {
-        headers = headers.insert(Header {
-            key: BATCH_HEADER,
-            value: Some(&mark.encode()),
-        });
-    }
-    Some(headers)
-}
 
 /// The context of every Kafka client: routes librdkafka's logs into `tracing` and notices when
 /// all brokers are down.
@@ -146,7 +127,7 @@ impl Log for Kafka {
     fn stable_end(&self, topic: &str) -> LogFuture<'static, Result<i64, Unreachable>> {
         let kafka = self.clone();
         let topic = topic.to_owned();
-        Box::pin(async move { kafka.stable_end_offset(&topic).await })
+        Box::pin(async move { kafka.ask_stable_end(&topic).await })
     }
 
     fn lookup_topic(&self, topic: &str) -> LogFuture<'static, Result<TopicLookup, AdminError>> {
@@ -191,7 +172,7 @@ struct Inner {
     status: Arc<BrokerStatus>,
     in_sync: replicas::InSyncReplicas,
     transactions: Arc<transactions::TransactionPool>,
-    offsets: offsets::StableOffsets,
+    stable_ends: offsets::StableEnds,
     config: Arc<Config>,
 }
 
@@ -204,8 +185,11 @@ impl std::fmt::Debug for Kafka {
 }
 
 impl Kafka {
-    /// Creates the producer and admin clients. They connect lazily, so this succeeds while
-    /// the broker is down; it fails only on invalid client configuration.
+    /// Creates the producer, the admin client and the stable-end consumer, and the pool of
+    /// transactional producers, whose producers start at [`Kafka::prepare_transactions`] or on
+    /// first use. They connect lazily, so this succeeds while the broker is down; it fails
+    /// only on invalid client configuration, `consistency.transactional_id` left unset
+    /// included ([`crate::app::run`] sets it).
     pub fn new(config: Arc<Config>) -> Result<Kafka, ClientsNotCreated> {
         let status = Arc::new(BrokerStatus::default());
         let producer = producer::create(&config, context(&status, "producer"))?;
@@ -213,8 +197,8 @@ impl Kafka {
         let transactions = Arc::new(transactions::TransactionPool::new(
             config.clone(),
             context(&status, "transactions"),
-        ));
-        let offsets = offsets::StableOffsets::new(&config, context(&status, "offsets"))?;
+        )?);
+        let stable_ends = offsets::StableEnds::new(&config, context(&status, "offsets"))?;
         Ok(Kafka {
             inner: Arc::new(Inner {
                 producer: std::sync::RwLock::new(Arc::new(producer)),
@@ -222,7 +206,7 @@ impl Kafka {
                 status,
                 in_sync: replicas::InSyncReplicas::default(),
                 transactions,
-                offsets,
+                stable_ends,
                 config,
             }),
         })

@@ -1,5 +1,5 @@
-//! A topic's last stable offset, asked of the broker for reads that must reflect every write
-//! acknowledged before they arrived (`consistency=strong`).
+//! A topic's stable end (Kafka's last stable offset), asked of the broker for reads that must
+//! reflect every write acknowledged before they arrived (`consistency=strong`).
 //!
 //! Concurrent reads share questions: a read waits for the next answer to a question asked
 //! after it arrived, so a thousand strong reads at once cost a few round trips, not a
@@ -21,25 +21,25 @@ use crate::log::Unreachable;
 type LastAnswer = Arc<tokio::sync::Mutex<Option<(Instant, i64)>>>;
 
 /// The client that asks, and the last answer per topic.
-pub(super) struct StableOffsets {
+pub(super) struct StableEnds {
     client: Arc<BaseConsumer<KafkaContext>>,
     topics: Mutex<HashMap<String, LastAnswer>>,
 }
 
-impl StableOffsets {
-    pub(super) fn new(config: &Config, context: KafkaContext) -> KafkaResult<StableOffsets> {
+impl StableEnds {
+    pub(super) fn new(config: &Config, context: KafkaContext) -> KafkaResult<StableEnds> {
         let client = client_config(
             config,
             [
                 // Required by librdkafka; never joined, nothing committed.
                 ("group.id", "kvstore".to_owned()),
-                // ListOffsets then answers the last stable offset, not the high watermark:
+                // ListOffsets then answers the stable end, not the high watermark:
                 // a record past an open transaction is not visible yet anyway.
                 ("isolation.level", "read_committed".to_owned()),
             ],
         )?
         .create_with_context(context)?;
-        Ok(StableOffsets {
+        Ok(StableEnds {
             client: Arc::new(client),
             topics: Mutex::default(),
         })
@@ -56,19 +56,19 @@ impl StableOffsets {
 }
 
 impl Kafka {
-    /// `topic`'s last stable offset, from a question asked after this call began.
-    pub async fn stable_end_offset(&self, topic: &str) -> Result<i64, Unreachable> {
+    /// `topic`'s stable end, from a question asked after this call began.
+    pub async fn ask_stable_end(&self, topic: &str) -> Result<i64, Unreachable> {
         let arrived = Instant::now();
-        let offsets = &self.inner.offsets;
-        let last = offsets.topic(topic);
+        let stable_ends = &self.inner.stable_ends;
+        let last = stable_ends.topic(topic);
         let mut last = last.lock().await;
-        if let Some((asked, offset)) = *last
+        if let Some((asked, stable_end)) = *last
             && asked >= arrived
         {
-            return Ok(offset);
+            return Ok(stable_end);
         }
         let asked = Instant::now();
-        let client = offsets.client.clone();
+        let client = stable_ends.client.clone();
         let name = topic.to_owned();
         let timeout = self.config().kafka.admin_timeout;
         // librdkafka's query blocks its thread until the broker answers.
@@ -76,11 +76,11 @@ impl Kafka {
             tokio::task::spawn_blocking(move || client.fetch_watermarks(&name, 0, timeout))
                 .await
                 .map_err(|error| Unreachable(format!("offset query aborted: {error}")))?;
-        let (_low, high) = answer.map_err(|error| {
+        let (_low, stable_end) = answer.map_err(|error| {
             self.inner.status.request_check();
             Unreachable(format!("the broker did not tell the topic's end: {error}"))
         })?;
-        *last = Some((asked, high));
-        Ok(high)
+        *last = Some((asked, stable_end));
+        Ok(stable_end)
     }
 }

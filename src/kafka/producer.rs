@@ -1,35 +1,33 @@
-//! Writing records: one idempotent producer shared by every topic, and what its failures mean
-//! for the client.
+//! Writing records: one idempotent producer shared by every topic, and per topic the records
+//! it holds back while five are in flight.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
-use std::thread::JoinHandle;
-use std::time::Duration;
 
 use futures::channel::oneshot;
-use rdkafka::Message as _;
-use rdkafka::client::ClientContext;
-use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
-use rdkafka::producer::{
-    BaseProducer, BaseRecord, DeliveryResult, Producer as _, ProducerContext, PurgeConfig,
-};
+use rdkafka::error::KafkaResult;
+use rdkafka::producer::{BaseProducer, Producer as _, PurgeConfig};
 
+use super::delivery::{self, AfterDelivery, Poller, ProducerEvents, Reply};
 use super::{Kafka, KafkaContext, client_config};
 use crate::config::Config;
 use crate::log::ProduceError;
 use crate::record::Record;
 
-/// Room for a record's framing and headers on top of its key and value, used when sizing the
-/// producer's and created topics' byte limits.
-pub const RECORD_OVERHEAD: usize = 64 * 1024;
+/// Room for a record's framing and headers on top of its key and value.
+const RECORD_OVERHEAD: usize = 64 * 1024;
+
+/// How many bytes a record of this service may take: the largest key and value and
+/// [`RECORD_OVERHEAD`]. The producer's `message.max.bytes` and a created topic's
+/// `max.message.bytes`.
+pub(super) fn max_record_bytes(config: &Config) -> usize {
+    config.limits.max_value_bytes + config.limits.max_key_bytes + RECORD_OVERHEAD
+}
 
 /// The producer settings: idempotent with `acks=all`, so an acknowledged write is on every
 /// in-sync replica exactly once and in order.
 pub fn settings(config: &Config) -> Vec<(&'static str, String)> {
-    let max_record = config.limits.max_value_bytes + config.limits.max_key_bytes + RECORD_OVERHEAD;
     vec![
         ("enable.idempotence", "true".into()),
         ("acks", "all".into()),
@@ -41,12 +39,15 @@ pub fn settings(config: &Config) -> Vec<(&'static str, String)> {
             "message.timeout.ms",
             config.write_timeout.as_millis().to_string(),
         ),
-        ("message.max.bytes", max_record.to_string()),
+        ("message.max.bytes", max_record_bytes(config).to_string()),
     ]
 }
 
-/// Most records of one topic handed to librdkafka and not yet acknowledged; the rest wait in
-/// the topic's [`Window`] until an acknowledgement makes room.
+/// Records of one topic handed to librdkafka and not yet acknowledged at which the producer
+/// starts holding the topic's writes back. A write submitted while fewer are unacknowledged
+/// and nothing is held is handed over whole, however many records it has; any other waits in
+/// the topic's [`Window`] until an acknowledgement brings the count below this, and then every
+/// held record is handed over at once. So more than this many can be in flight.
 ///
 /// librdkafka's idempotent producer sends no further request for a partition while five of
 /// its messages are in flight, and while messages wait for that with `linger.ms` past, its
@@ -59,33 +60,27 @@ pub fn settings(config: &Config) -> Vec<(&'static str, String)> {
 /// queue would make.
 const IN_FLIGHT_LIMIT: usize = 5;
 
-/// How long the acknowledgement thread waits for events before checking whether to stop.
-const POLL_INTERVAL: Duration = Duration::from_millis(100);
-
-/// Where a record's outcome goes: its offset, or why it was not (or may not have been)
-/// written.
-type Reply = oneshot::Sender<Result<i64, ProduceError>>;
-
 /// Where a record's outcome arrives.
 type Outcome = oneshot::Receiver<Result<i64, ProduceError>>;
 
 /// The service's producer: a librdkafka producer, the thread that serves its
 /// acknowledgements, and per topic the window of records held back (see [`IN_FLIGHT_LIMIT`]).
 pub(super) struct RecordProducer {
-    client: Arc<BaseProducer<Acknowledgements>>,
-    stop: Arc<AtomicBool>,
-    poller: Option<JoinHandle<()>>,
+    client: Arc<Client>,
+    poller: Poller,
 }
 
-/// The producer's context: logs and errors as every client's, and each acknowledgement
-/// answered and counted.
+/// The librdkafka producer.
+type Client = BaseProducer<ProducerEvents<Acknowledgements>>;
+
+/// What the producer does with each acknowledgement once it is answered: count it in its
+/// topic's window and hand held records over when there is room.
 struct Acknowledgements {
-    context: KafkaContext,
     /// A window per topic with records unacknowledged or held: librdkafka's limit is per
     /// partition, and a topic has one.
     windows: Mutex<HashMap<String, Window>>,
     /// The producer, for handing held records over. Weak: the producer owns this context.
-    producer: OnceLock<Weak<BaseProducer<Acknowledgements>>>,
+    producer: OnceLock<Weak<Client>>,
 }
 
 /// Records handed to librdkafka and not yet acknowledged, and those held back, in order.
@@ -103,66 +98,54 @@ struct Held {
 /// A producer with [`settings`].
 pub(super) fn create(config: &Config, context: KafkaContext) -> KafkaResult<RecordProducer> {
     let acknowledgements = Acknowledgements {
-        context,
         windows: Mutex::default(),
         producer: OnceLock::new(),
     };
-    let client: Arc<BaseProducer<Acknowledgements>> =
-        Arc::new(client_config(config, settings(config))?.create_with_context(acknowledgements)?);
-    let _ = client.context().producer.set(Arc::downgrade(&client));
-    let stop = Arc::new(AtomicBool::new(false));
-    let poller = std::thread::Builder::new()
-        .name("kvstore-producer".into())
-        .spawn({
-            let client = client.clone();
-            let stop = stop.clone();
-            move || {
-                while !stop.load(Ordering::Relaxed) {
-                    client.poll(POLL_INTERVAL);
-                }
-            }
-        })
-        .map_err(|error| KafkaError::ClientCreation(error.to_string()))?;
-    Ok(RecordProducer {
-        client,
-        stop,
-        poller: Some(poller),
-    })
+    let client: Arc<Client> = Arc::new(
+        client_config(config, settings(config))?
+            .create_with_context(ProducerEvents::new(context, acknowledgements))?,
+    );
+    let _ = client.context().after.producer.set(Arc::downgrade(&client));
+    let poller = Poller::start(client.clone(), "kvstore-producer")?;
+    Ok(RecordProducer { client, poller })
 }
 
 impl RecordProducer {
     /// Queues `records` for `topic`'s partition 0, in order, behind every record queued
     /// before them; see [`Window::submit`].
     fn send(&self, topic: &str, records: &[Record]) -> (Vec<Outcome>, Option<ProduceError>) {
-        let mut windows = self.client.context().windows();
+        let mut windows = self.client.context().after.windows();
         let window = match windows.get_mut(topic) {
             Some(window) => window,
             None => windows.entry(topic.to_owned()).or_default(),
         };
         window.submit(records, |record, reply| {
-            enqueue(&self.client, topic, record, reply)
+            delivery::send(&self.client, topic, record, reply)
         })
     }
 
     /// Fails every record not yet acknowledged: those never sent as not written, those sent
     /// as of unknown outcome.
     fn purge(&self) {
-        self.client.context().fail_held(&ProduceError::NotWritten(
-            "the broker went down before the write was sent".into(),
-        ));
+        self.client
+            .context()
+            .after
+            .fail_held(&ProduceError::NotWritten(
+                "the broker went down before the write was sent".into(),
+            ));
         self.client.purge(PurgeConfig::default().queue().inflight());
     }
 }
 
 impl Drop for RecordProducer {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(poller) = self.poller.take() {
-            let _ = poller.join();
-        }
-        self.client.context().fail_held(&ProduceError::NotWritten(
-            "the service stopped before the write was sent".into(),
-        ));
+        self.poller.stop();
+        self.client
+            .context()
+            .after
+            .fail_held(&ProduceError::NotWritten(
+                "the service stopped before the write was sent".into(),
+            ));
         // Dropping the client then purges what librdkafka still holds and serves the last
         // acknowledgements.
     }
@@ -182,26 +165,8 @@ impl Acknowledgements {
     }
 }
 
-impl ClientContext for Acknowledgements {
-    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
-        self.context.log(level, facility, message);
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        self.context.error(error, reason);
-    }
-}
-
-impl ProducerContext for Acknowledgements {
-    type DeliveryOpaque = Box<Reply>;
-
-    fn delivery(&self, result: &DeliveryResult<'_>, reply: Box<Reply>) {
-        let (outcome, topic) = match result {
-            Ok(message) => (Ok(message.offset()), message.topic()),
-            Err((error, message)) => (Err(classify(error)), message.topic()),
-        };
-        // The writer may have stopped waiting (its request timed out).
-        let _ = reply.send(outcome);
+impl AfterDelivery for Acknowledgements {
+    fn delivered(&self, topic: &str) {
         let mut windows = self.windows();
         let Some(window) = windows.get_mut(topic) else {
             return;
@@ -210,34 +175,13 @@ impl ProducerContext for Acknowledgements {
             // Upgrading fails only while the producer is being dropped; the drop fails the
             // held records itself.
             if let Some(producer) = self.producer.get().and_then(Weak::upgrade) {
-                window.release(|record, reply| enqueue(&producer, topic, record, reply));
+                window.release(|record, reply| delivery::send(&producer, topic, record, reply));
             }
         }
         if window.is_idle() {
             windows.remove(topic);
         }
     }
-}
-
-/// Hands `record` to librdkafka.
-fn enqueue(
-    producer: &BaseProducer<Acknowledgements>,
-    topic: &str,
-    record: &Record,
-    reply: Reply,
-) -> Result<(), (ProduceError, Reply)> {
-    let mut base = BaseRecord::<[u8], [u8], Box<Reply>>::with_opaque_to(topic, Box::new(reply))
-        .partition(0)
-        .key(record.key.as_slice());
-    if let Some(value) = &record.value {
-        base = base.payload(value.as_slice());
-    }
-    if let Some(headers) = super::headers(record) {
-        base = base.headers(headers);
-    }
-    producer
-        .send(base)
-        .map_err(|(error, base)| (classify(&error), *base.delivery_opaque))
 }
 
 impl Window {
@@ -391,31 +335,6 @@ impl Kafka {
         if let Err(error) = self.producer().client.flush(timeout) {
             tracing::warn!(%error, "producer flush did not complete");
         }
-    }
-}
-
-pub(super) fn classify(error: &KafkaError) -> ProduceError {
-    match error.rdkafka_error_code() {
-        Some(RDKafkaErrorCode::QueueFull) => ProduceError::QueueFull,
-        Some(
-            RDKafkaErrorCode::MessageSizeTooLarge
-            | RDKafkaErrorCode::InvalidMessageSize
-            | RDKafkaErrorCode::MessageBatchTooLarge,
-        ) => ProduceError::TooLarge(error.to_string()),
-        // Purged before it was sent: not written.
-        Some(RDKafkaErrorCode::PurgeQueue) => {
-            ProduceError::NotWritten("the broker went down before the write was sent".into())
-        }
-        // The broker may have written the record and its answer was lost.
-        Some(
-            RDKafkaErrorCode::PurgeInflight
-            | RDKafkaErrorCode::MessageTimedOut
-            | RDKafkaErrorCode::RequestTimedOut
-            | RDKafkaErrorCode::OperationTimedOut,
-        ) => ProduceError::Unknown(error.to_string()),
-        // The idempotent producer retries everything retriable until the message times out,
-        // so any other error is one the broker answered with: nothing was written.
-        _ => ProduceError::NotWritten(error.to_string()),
     }
 }
 

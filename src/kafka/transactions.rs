@@ -2,41 +2,32 @@
 //! transaction, which the writer commits once their conditions hold and aborts otherwise.
 //!
 //! A replica keeps a pool of transactional producers, one open transaction each. Each has a
-//! `transactional.id` of its own, `<consistency.transactional_id>-<slot>`, the same across
-//! restarts of the replica: initialising a producer with it fences the previous incarnation
-//! and aborts the transaction it left open, instead of leaving it to stall every replica's
-//! `read_committed` reads of the topic until `consistency.transaction_timeout`. The pool is
-//! initialised at startup for that reason ([`Kafka::prepare_transactions`]).
+//! `transactional.id` of its own, `<consistency.transactional_id>-<index>` by its entry's
+//! index in the pool (from 0), the same across restarts of the replica: initialising a
+//! producer with it fences the previous incarnation and aborts the transaction it left open,
+//! instead of leaving it to stall every replica's `read_committed` reads of the topic until
+//! `consistency.transaction_timeout`. The pool is initialised at startup for that reason
+//! ([`Kafka::prepare_transactions`]).
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use futures::channel::oneshot;
 use futures::future::join_all;
-use rdkafka::Message as _;
-use rdkafka::client::ClientContext;
-use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer as _, ProducerContext};
+use rdkafka::producer::{BaseProducer, Producer as _};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::producer::classify;
+use super::delivery::{self, Poller, ProducerEvents};
 use super::{Kafka, KafkaContext, client_config};
 use crate::config::Config;
 use crate::log::{LogFuture, ProduceError, Transaction};
 use crate::metrics;
 use crate::record::Record;
 
-/// How long the acknowledgement thread waits for events before checking whether to stop.
-const POLL_INTERVAL: Duration = Duration::from_millis(100);
-
-type Reply = oneshot::Sender<Result<i64, ProduceError>>;
-
 /// The transactional producers of this replica, one transaction open on each at most.
 pub(super) struct TransactionPool {
-    /// Producers not in a transaction, by slot.
+    /// The entries whose producer is not in a transaction.
     idle: Mutex<Vec<PoolEntry>>,
     available: Arc<Semaphore>,
     config: Arc<Config>,
@@ -52,36 +43,11 @@ struct PoolEntry {
 /// A librdkafka producer with a `transactional.id`, and the thread that serves its
 /// acknowledgements.
 struct TransactionalProducer {
-    client: Arc<BaseProducer<Deliveries>>,
-    stop: Arc<AtomicBool>,
-    poller: Option<JoinHandle<()>>,
-}
-
-/// Answers each record's delivery to the writer waiting for it.
-struct Deliveries {
-    context: KafkaContext,
-}
-
-impl ClientContext for Deliveries {
-    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
-        self.context.log(level, facility, message);
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        self.context.error(error, reason);
-    }
-}
-
-impl ProducerContext for Deliveries {
-    type DeliveryOpaque = Box<Reply>;
-
-    fn delivery(&self, result: &DeliveryResult<'_>, reply: Box<Reply>) {
-        let outcome = match result {
-            Ok(message) => Ok(message.offset()),
-            Err((error, _)) => Err(classify(error)),
-        };
-        let _ = reply.send(outcome);
-    }
+    // Declared before the client: dropping the producer stops the thread first, and the
+    // client is then destroyed on the dropping thread, not the polling one.
+    _poller: Poller,
+    /// Answers each record's delivery to the writer waiting for it, and does nothing more.
+    client: Arc<BaseProducer<ProducerEvents<()>>>,
 }
 
 /// The settings of a transactional producer.
@@ -114,28 +80,15 @@ impl TransactionalProducer {
         let fail = |error: KafkaError| {
             ProduceError::NotWritten(format!("cannot start a transactional producer: {error}"))
         };
-        let client: Arc<BaseProducer<Deliveries>> = Arc::new(
+        let client: Arc<BaseProducer<ProducerEvents<()>>> = Arc::new(
             client_config(config, settings(config, transactional_id))
-                .and_then(|client| client.create_with_context(Deliveries { context }))
+                .and_then(|client| client.create_with_context(ProducerEvents::new(context, ())))
                 .map_err(fail)?,
         );
-        let stop = Arc::new(AtomicBool::new(false));
-        let poller = std::thread::Builder::new()
-            .name("kvstore-txn".into())
-            .spawn({
-                let client = client.clone();
-                let stop = stop.clone();
-                move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        client.poll(POLL_INTERVAL);
-                    }
-                }
-            })
-            .map_err(|error| fail(KafkaError::ClientCreation(error.to_string())))?;
+        let poller = Poller::start(client.clone(), "kvstore-txn").map_err(fail)?;
         let producer = TransactionalProducer {
+            _poller: poller,
             client,
-            stop,
-            poller: Some(poller),
         };
         producer.client.init_transactions(timeout).map_err(fail)?;
         tracing::debug!(transactional_id, "transactional producer ready");
@@ -143,70 +96,65 @@ impl TransactionalProducer {
     }
 }
 
-impl Drop for TransactionalProducer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(poller) = self.poller.take() {
-            let _ = poller.join();
-        }
-    }
-}
-
 impl TransactionPool {
-    pub(super) fn new(config: Arc<Config>, context: KafkaContext) -> TransactionPool {
-        // The service sets it from the port it listens on before creating the clients.
-        let prefix = config
-            .consistency
-            .transactional_id_or_default(config.listen.port());
-        let slots = (0..config.consistency.transactions)
-            .map(|slot| PoolEntry {
-                transactional_id: format!("{prefix}-{slot}"),
+    /// A pool of `consistency.transactions` entries, none started yet. Fails if
+    /// `consistency.transactional_id` is not set: the service sets it, from the port it
+    /// listens on if the configuration names none, before it creates the clients.
+    pub(super) fn new(config: Arc<Config>, context: KafkaContext) -> KafkaResult<TransactionPool> {
+        let Some(prefix) = &config.consistency.transactional_id else {
+            return Err(KafkaError::ClientCreation(
+                "consistency.transactional_id is not set".into(),
+            ));
+        };
+        let entries = (0..config.consistency.transactions)
+            .map(|index| PoolEntry {
+                transactional_id: format!("{prefix}-{index}"),
                 producer: None,
             })
             .collect::<Vec<_>>();
-        TransactionPool {
-            available: Arc::new(Semaphore::new(slots.len())),
-            idle: Mutex::new(slots),
+        Ok(TransactionPool {
+            available: Arc::new(Semaphore::new(entries.len())),
+            idle: Mutex::new(entries),
             config,
             context,
-        }
+        })
     }
 
     fn idle(&self) -> std::sync::MutexGuard<'_, Vec<PoolEntry>> {
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Takes an idle slot, waiting up to `timeout` for one.
+    /// Takes an idle entry, waiting up to `timeout` for one.
     async fn take(self: &Arc<Self>, timeout: Duration) -> Result<Taken, ProduceError> {
         let permit = tokio::time::timeout(timeout, self.available.clone().acquire_owned())
             .await
             .map_err(|_| ProduceError::QueueFull)?
             .map_err(|_| ProduceError::NotWritten("the service is stopping".into()))?;
-        let slot = self
+        let entry = self
             .idle()
             .pop()
             .ok_or_else(|| ProduceError::NotWritten("no transactional producer free".into()))?;
         Ok(Taken {
-            slot: Some(slot),
+            entry: Some(entry),
             _permit: permit,
             pool: self.clone(),
         })
     }
 
-    /// Initialises every slot's producer, so that transactions this replica left open before
-    /// a restart are aborted now. A slot that fails is initialised again on first use.
+    /// Initialises every entry's producer, so that transactions this replica left open before
+    /// a restart are aborted now. An entry that fails is initialised again on first use.
     pub(super) async fn prepare(self: &Arc<Self>) {
         let timeout = self.config.kafka.admin_timeout.max(Duration::from_secs(10));
         let mut taken = Vec::new();
         for _ in 0..self.config.consistency.transactions {
             match self.take(timeout).await {
-                Ok(slot) => taken.push(slot),
+                Ok(entry) => taken.push(entry),
                 Err(_) => break,
             }
         }
-        let started = join_all(taken.into_iter().map(|mut slot| async move {
-            let outcome = slot.producer(timeout).await.map(|_| ());
-            (slot.transactional_id().to_owned(), outcome)
+        let started = join_all(taken.into_iter().map(|mut entry| async move {
+            let outcome = entry.producer(timeout).await.map(|_| ());
+            (entry.transactional_id().to_owned(), outcome)
         }))
         .await;
         for (transactional_id, outcome) in started {
@@ -217,34 +165,34 @@ impl TransactionPool {
     }
 }
 
-/// A slot taken from the pool; it goes back when this is dropped.
+/// An entry taken from the pool; it goes back when this is dropped.
 struct Taken {
-    slot: Option<PoolEntry>,
+    entry: Option<PoolEntry>,
     _permit: OwnedSemaphorePermit,
     pool: Arc<TransactionPool>,
 }
 
 impl Taken {
-    fn slot(&mut self) -> &mut PoolEntry {
-        self.slot
+    fn entry(&mut self) -> &mut PoolEntry {
+        self.entry
             .as_mut()
-            .expect("a taken slot is held until dropped")
+            .expect("a taken entry is held until dropped")
     }
 
     fn transactional_id(&self) -> &str {
         &self
-            .slot
+            .entry
             .as_ref()
-            .expect("a taken slot is held until dropped")
+            .expect("a taken entry is held until dropped")
             .transactional_id
     }
 
-    /// The slot's producer, started first if it has none.
+    /// The entry's producer, started first if it has none.
     async fn producer(
         &mut self,
         timeout: Duration,
     ) -> Result<Arc<TransactionalProducer>, ProduceError> {
-        if let Some(producer) = &self.slot().producer {
+        if let Some(producer) = &self.entry().producer {
             return Ok(producer.clone());
         }
         let config = self.pool.config.clone();
@@ -256,12 +204,12 @@ impl Taken {
         .await
         .map_err(|error| ProduceError::NotWritten(format!("producer start aborted: {error}")))??;
         let producer = Arc::new(producer);
-        self.slot().producer = Some(producer.clone());
+        self.entry().producer = Some(producer.clone());
         Ok(producer)
     }
 
-    /// Drops the slot's producer after an error it cannot recover from; the next transaction
-    /// on the slot starts a new one.
+    /// Drops the entry's producer after an error it cannot recover from; the next transaction
+    /// on the entry starts a new one.
     fn discard_producer(&mut self, error: &KafkaError) {
         let fenced = matches!(
             error.rdkafka_error_code(),
@@ -277,7 +225,7 @@ impl Taken {
         } else {
             tracing::warn!(transactional_id, %error, "transactional producer failed; starting a new one");
         }
-        if let Some(producer) = self.slot().producer.take() {
+        if let Some(producer) = self.entry().producer.take() {
             // Joining its thread waits on librdkafka: keep that off the async workers.
             tokio::task::spawn_blocking(move || drop(producer));
         }
@@ -286,8 +234,8 @@ impl Taken {
 
 impl Drop for Taken {
     fn drop(&mut self) {
-        if let Some(slot) = self.slot.take() {
-            self.pool.idle().push(slot);
+        if let Some(entry) = self.entry.take() {
+            self.pool.idle().push(entry);
         }
     }
 }
@@ -346,18 +294,10 @@ impl Transaction for KafkaTransaction {
         let mut failure = None;
         for record in records {
             let (reply, outcome) = oneshot::channel();
-            let mut base =
-                BaseRecord::<[u8], [u8], Box<Reply>>::with_opaque_to(&self.topic, Box::new(reply))
-                    .partition(0)
-                    .key(record.key.as_slice());
-            if let Some(value) = &record.value {
-                base = base.payload(value.as_slice());
-            }
-            if let Some(headers) = super::headers(record) {
-                base = base.headers(headers);
-            }
-            if let Err((error, _)) = self.producer.client.send(base) {
-                failure = Some(classify(&error));
+            if let Err((error, _)) =
+                delivery::send(&self.producer.client, &self.topic, record, reply)
+            {
+                failure = Some(error);
                 break;
             }
             outcomes.push(outcome);
@@ -429,7 +369,7 @@ impl Transaction for KafkaTransaction {
 
 impl Drop for KafkaTransaction {
     /// A transaction neither committed nor aborted (its request was dropped, say) is aborted
-    /// in the background; its slot is free once that is done.
+    /// in the background; its entry is free once that is done.
     fn drop(&mut self) {
         if let Some(taken) = self.taken.take() {
             let producer = self.producer.clone();
@@ -481,7 +421,7 @@ fn commit(
     }
 }
 
-/// Aborts, then gives the slot back (or replaces its producer if the abort failed).
+/// Aborts, then gives the entry back (or replaces its producer if the abort failed).
 fn abort(mut taken: Option<Taken>, producer: &TransactionalProducer, deadline: Instant) {
     // At least a moment, even past the request's deadline: an abort that reaches the broker
     // frees every replica's reads at once instead of at the transaction's timeout.
