@@ -224,7 +224,7 @@ impl BrokerStatus {
         }
     }
 
-    /// The last client error, if it happened within [`CLIENT_ERROR_MEMORY`].
+    /// The last client error, if it happened within `CLIENT_ERROR_MEMORY` (30 s).
     pub fn recent_error(&self) -> Option<String> {
         let last = self
             .last_error

@@ -82,7 +82,7 @@ pub enum Kind {
     Counter,
     /// Goes up and down.
     Gauge,
-    /// A distribution, in [`LATENCY_BUCKETS`].
+    /// A distribution, in the latency buckets (0.5 ms to 30 s).
     Histogram,
 }
 

@@ -63,8 +63,11 @@ impl Kafka {
             .inner()
             .fetch_metadata(Some(topic), timeout)
             .map_err(|e| self.unavailable(e))?;
-        // The broker answered, so it is up; finding it down is left to the probe.
-        self.inner.status.set(Reachability::Up);
+        // The broker answered, so it is up; finding it down is left to the probe. Said here
+        // when this is how the replica learns it is back, as the probe would have.
+        if self.inner.status.set(Reachability::Up) == Reachability::Down {
+            tracing::info!(brokers = %self.config().brokers, "Kafka broker reachable");
+        }
         let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else {
             return Ok(TopicLookup::Missing);
         };

@@ -276,7 +276,7 @@ impl Kafka {
         }))
     }
 
-    /// Initialises the transactional producers; see [`TransactionPool::prepare`].
+    /// Initialises the transactional producers; see `TransactionPool::prepare`.
     pub async fn prepare_transactions(&self) {
         self.inner.transactions.prepare().await;
     }
