@@ -278,7 +278,9 @@ impl ApiError {
                 WriteError::NotEnoughReplicas { .. } => {
                     (StatusCode::SERVICE_UNAVAILABLE, "not_enough_replicas")
                 }
-                WriteError::Overloaded { .. } => (StatusCode::TOO_MANY_REQUESTS, "overloaded"),
+                WriteError::Overloaded { .. } | WriteError::ProducerBusy(_) => {
+                    (StatusCode::TOO_MANY_REQUESTS, "overloaded")
+                }
                 WriteError::TooLargeForBroker(_) => {
                     (StatusCode::PAYLOAD_TOO_LARGE, "record_too_large")
                 }
@@ -325,6 +327,7 @@ impl ApiError {
             | ApiError::Write(WriteError::BrokerUnavailable(_))
             | ApiError::Write(WriteError::NotEnoughReplicas { .. })
             | ApiError::Write(WriteError::Overloaded { .. })
+            | ApiError::Write(WriteError::ProducerBusy(_))
             | ApiError::Write(WriteError::NotJudged { .. })
             | ApiError::Write(WriteError::Interleaved { .. })
             | ApiError::NotYetApplied { .. }

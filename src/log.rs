@@ -119,6 +119,13 @@ pub enum ProduceError {
     /// The producer's queue is full; the record was not written.
     #[error("the producer queue is full")]
     QueueFull,
+    /// Every transactional producer was in a transaction for as long as the write could wait;
+    /// nothing was written.
+    #[error("all {limit} transactional producers stayed busy (consistency.transactions)")]
+    NoTransactionFree {
+        /// Transactions open at once at most.
+        limit: usize,
+    },
     /// The broker refused the record for its size; it was not written.
     #[error("{0}")]
     TooLarge(String),

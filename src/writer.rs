@@ -47,6 +47,10 @@ pub enum WriteError {
         /// `limits.max_pending_writes`.
         limit: usize,
     },
+    /// The producer could not take the write (its queue full, or every transaction busy);
+    /// nothing was written.
+    #[error("the producer is busy: {0}; nothing was written, retry shortly")]
+    ProducerBusy(String),
     /// The broker refused the record for its size; nothing was written.
     #[error("the broker refused the record as too large; nothing was written: {0}")]
     TooLargeForBroker(String),
@@ -388,9 +392,9 @@ impl Writer {
     fn produce_error(&self, error: ProduceError, started: Instant) -> WriteError {
         match error {
             ProduceError::NotWritten(reason) => WriteError::BrokerUnavailable(reason),
-            ProduceError::QueueFull => WriteError::Overloaded {
-                limit: self.max_pending,
-            },
+            error @ (ProduceError::QueueFull | ProduceError::NoTransactionFree { .. }) => {
+                WriteError::ProducerBusy(error.to_string())
+            }
             ProduceError::TooLarge(reason) => WriteError::TooLargeForBroker(reason),
             ProduceError::Unknown(reason) => WriteError::OutcomeUnknown {
                 waited: started.elapsed(),
@@ -428,7 +432,7 @@ fn finished(result: &Result<Vec<i64>, WriteError>, started: Instant) {
             "precondition_failed"
         }
         Err(WriteError::ApplyTimeout { .. } | WriteError::OutcomeUnknown { .. }) => "timeout",
-        Err(WriteError::Overloaded { .. }) => "overloaded",
+        Err(WriteError::Overloaded { .. } | WriteError::ProducerBusy(_)) => "overloaded",
         Err(_) => "failed",
     };
     metrics::write_finished(outcome, result.is_ok().then(|| started.elapsed()));

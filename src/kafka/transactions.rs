@@ -128,7 +128,9 @@ impl TransactionPool {
     async fn take(self: &Arc<Self>, timeout: Duration) -> Result<Taken, ProduceError> {
         let permit = tokio::time::timeout(timeout, self.available.clone().acquire_owned())
             .await
-            .map_err(|_| ProduceError::QueueFull)?
+            .map_err(|_| ProduceError::NoTransactionFree {
+                limit: self.config.consistency.transactions,
+            })?
             .map_err(|_| ProduceError::NotWritten("the service is stopping".into()))?;
         let entry = self
             .idle()
