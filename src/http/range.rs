@@ -11,12 +11,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::consistency::{ConsistencyLevel, ReadConsistency, ReadParams};
-use super::encoding::{ValueEncoding, base64, embed};
+use super::encoding::RangeItem;
 use super::extract::{TopicPath, topic_from_uri};
 use super::freshness::add_freshness_headers;
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorResponse};
-use crate::store::{KeyRange, Value};
+use crate::store::KeyRange;
 use crate::topics::Access;
 use axum::response::{IntoResponse, Response};
 
@@ -75,54 +75,6 @@ pub struct RangeResponse {
     // Absent, never null: the document says so, so that clients type it as a plain string.
     #[schema(nullable = false)]
     pub next_cursor: Option<String>,
-}
-
-/// One key and its value.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct RangeItem {
-    /// The key (base64 if it is not UTF-8; see `key_encoding`).
-    #[schema(example = "user/1")]
-    pub key: String,
-    /// Present, as `base64`, only for a key that is not UTF-8 (written by another producer).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false)]
-    pub key_encoding: Option<ValueEncoding>,
-    /// The value: a JSON value (`encoding: json`), a string of its text (`text`), or a
-    /// base64 string of its bytes (`base64`).
-    #[schema(example = json!({"name": "Ada"}))]
-    pub value: serde_json::Value,
-    /// How `value` embeds the stored bytes.
-    pub encoding: ValueEncoding,
-    /// The content type the value was written with.
-    #[schema(example = "application/json")]
-    pub content_type: String,
-    /// The value's version: the offset of the record that wrote it.
-    #[schema(example = 42)]
-    pub offset: i64,
-}
-
-impl RangeItem {
-    /// A key and its value as range results (and watch events) show them.
-    pub fn new(key: Vec<u8>, value: &Value) -> RangeItem {
-        let (embedded, encoding) = embed(&value.bytes, &value.content_type);
-        let (key, key_encoding) = key_text(key);
-        RangeItem {
-            key,
-            key_encoding,
-            value: embedded,
-            encoding,
-            content_type: value.content_type.to_string(),
-            offset: value.offset,
-        }
-    }
-}
-
-/// A key as text: itself if it is UTF-8, else base64 with `key_encoding` saying so.
-pub fn key_text(key: Vec<u8>) -> (String, Option<ValueEncoding>) {
-    match String::from_utf8(key) {
-        Ok(key) => (key, None),
-        Err(e) => (base64(e.as_bytes()), Some(ValueEncoding::Base64)),
-    }
 }
 
 /// List keys in order.

@@ -16,10 +16,9 @@ use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::encoding::ValueEncoding;
+use super::encoding::{RangeItem, ValueEncoding, key_text};
 use super::extract::{TopicPath, topic_from_uri};
 use super::freshness::add_freshness_headers;
-use super::range::{RangeItem, key_text};
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorResponse};
 use crate::store::{Change, KeyRange, Value};
