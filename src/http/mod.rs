@@ -4,6 +4,7 @@
 //! - [`range`]: `GET /v1/{topic}/range`
 //! - [`batch`]: `POST /v1/{topic}/batch`
 //! - [`watch`]: `GET /v1/{topic}/watch`, changes as Server-Sent Events
+//! - [`sse`]: a watch's event stream: what it sends next, and each event's frame.
 //! - [`topics`]: `GET /v1/topics`
 //! - [`health`]: `/healthz`, `/readyz`, `/metrics`
 //! - `/openapi.json` and, at `/docs`, Swagger UI reading it (built into the binary, so it works
@@ -29,6 +30,7 @@ pub mod keys;
 pub mod openapi;
 pub mod range;
 pub mod server;
+pub mod sse;
 pub mod tls;
 pub mod topics;
 pub mod watch;
