@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::encoding::ValueEncoding;
-use super::extract::{TopicPath, topic_from_uri};
+use super::extract::{TopicPath, WaitSyntax, parse_wait, topic_from_uri};
 use super::freshness::add_freshness_headers;
 use super::sse;
 use crate::app::AppState;
@@ -29,6 +29,12 @@ const DEFAULT_WAIT: Duration = Duration::from_secs(5);
 
 /// The longest `wait` a request may ask for.
 const MAX_WAIT: Duration = Duration::from_secs(60);
+
+/// A watch's `wait`: a number of `ms` or `s`, as [`WatchParams`]' pattern says.
+pub(super) const WAIT_SYNTAX: WaitSyntax = WaitSyntax {
+    max_digits: None,
+    units: &["ms", "s"],
+};
 
 /// Which changes to stream, and from where.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -158,7 +164,7 @@ pub async fn watch_changes(
             "min_offset must be at least 0".into(),
         ));
     }
-    let wait = parse_wait(params.wait.as_deref())?;
+    let wait = parse_wait(params.wait.as_deref(), &WAIT_SYNTAX, DEFAULT_WAIT, MAX_WAIT)?;
     let start = match (last_event_id, params.from, params.snapshot.unwrap_or(false)) {
         (Some(id), _, _) => Start::After(id),
         (None, Some(_), true) => {
@@ -244,42 +250,19 @@ fn last_event_id(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
         })
 }
 
-/// `wait`: a number of `ms` or `s`, at most [`MAX_WAIT`].
-fn parse_wait(wait: Option<&str>) -> Result<Duration, ApiError> {
-    let Some(text) = wait else {
-        return Ok(DEFAULT_WAIT);
-    };
-    let invalid =
-        || ApiError::InvalidQuery(format!("wait must be like 500ms or 10s, got {text:?}"));
-    let (number, unit) = match text.strip_suffix("ms") {
-        Some(number) => (number, Duration::from_millis(1)),
-        None => (
-            text.strip_suffix('s').ok_or_else(invalid)?,
-            Duration::from_secs(1),
-        ),
-    };
-    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(invalid());
-    }
-    let count: u32 = number.parse().unwrap_or(u32::MAX);
-    Ok(unit.saturating_mul(count).min(MAX_WAIT))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn waits_are_bounded_and_strict() {
-        assert_eq!(parse_wait(None).expect("default"), DEFAULT_WAIT);
-        assert_eq!(
-            parse_wait(Some("250ms")).expect("ms"),
-            Duration::from_millis(250)
-        );
-        assert_eq!(parse_wait(Some("3s")).expect("s"), Duration::from_secs(3));
-        assert_eq!(parse_wait(Some("99999999999s")).expect("capped"), MAX_WAIT);
-        for bad in ["", "s", "5", "-1s", "1.5s", "5m"] {
-            assert!(parse_wait(Some(bad)).is_err(), "{bad}");
+        let wait = |text| parse_wait(text, &WAIT_SYNTAX, DEFAULT_WAIT, MAX_WAIT);
+        assert_eq!(wait(None).expect("default"), DEFAULT_WAIT);
+        assert_eq!(wait(Some("250ms")).expect("ms"), Duration::from_millis(250));
+        assert_eq!(wait(Some("3s")).expect("s"), Duration::from_secs(3));
+        assert_eq!(wait(Some("99999999999s")).expect("capped"), MAX_WAIT);
+        for bad in ["", "s", "5", "-1s", "1.5s", "5m", "5us"] {
+            assert!(wait(Some(bad)).is_err(), "{bad}");
         }
     }
 
