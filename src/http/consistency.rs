@@ -5,7 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use axum::http::HeaderMap;
+use axum::extract::Query;
+use axum::http::{HeaderMap, Uri};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -36,6 +37,16 @@ pub struct ReadParams {
     /// `offset_not_applied`.
     #[param(pattern = r"^[0-9]{1,9}(ns|us|ms|s|m|h)$")]
     pub wait: Option<String>,
+}
+
+impl ReadParams {
+    /// The read's `min_offset`, `consistency` and `wait` in `uri`'s query; other query
+    /// parameters are ignored.
+    pub fn from_uri(uri: &Uri) -> Result<ReadParams, ApiError> {
+        Query::<ReadParams>::try_from_uri(uri)
+            .map(|query| query.0)
+            .map_err(|rejection| ApiError::InvalidQuery(rejection.body_text()))
+    }
 }
 
 /// How much a read must reflect.
