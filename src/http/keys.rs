@@ -85,15 +85,7 @@ pub async fn get_key(
             key,
         });
     };
-    let etag = etag(value.offset);
-    let matches = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(',')
-                .any(|tag| tag.trim() == etag || tag.trim() == "*")
-        });
-    let mut response = if matches {
+    let mut response = if conditions::not_modified(&headers, value.offset) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         let mut response = Body::from(value.bytes).into_response();
