@@ -11,6 +11,8 @@
 //!   without network access).
 //! - [`openapi`]: what the document says besides the operations the route list gives it.
 //! - [`extract`] and [`encoding`]: strict request parsing and values inside JSON.
+//! - [`conditions`]: `If-Match` and `If-None-Match`: the conditions of a write, 304 on a read.
+//! - [`consistency`]: reads that must reflect a write (`min_offset`, `consistency=strong`).
 //! - [`server`]: the connection loop (header deadline, graceful stop).
 //! - [`auth`]: the bearer-token check in front of protected routes.
 //! - [`concurrency`]: the in-flight request limit (503 past it).
