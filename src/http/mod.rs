@@ -9,7 +9,7 @@
 //! - [`health`]: `/healthz`, `/readyz`, `/metrics`
 //! - `/openapi.json` and, at `/docs`, Swagger UI reading it (built into the binary, so it works
 //!   without network access).
-//! - [`openapi`]: what the document says besides the operations the route list gives it.
+//! - [`openapi`](mod@openapi): what the document says besides the operations the route list gives it.
 //! - [`extract`] and [`encoding`]: strict request parsing and values inside JSON.
 //! - [`conditions`]: `If-Match` and `If-None-Match`: the conditions of a write, 304 on a read.
 //! - [`consistency`]: reads that must reflect a write (`min_offset`, `consistency=strong`).
@@ -96,7 +96,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     finish_document(doc)
 }
 
-/// The application's routes, as `kvstore serve` serves them: the [`api`], the document and
+/// The application's routes, as `kvstore serve` serves them: the API (`api`), the document and
 /// Swagger UI reading it, and the layers every request passes.
 pub fn router(state: AppState) -> Router {
     let auth = state.auth.clone();

@@ -1,12 +1,12 @@
 //! The OpenAPI document besides its operations: what it says of the service, and what the
 //! handlers' `#[utoipa::path]`s cannot say, added once for every operation they concern.
-//! The operations themselves come from the route list ([`super::api`]).
+//! The operations themselves come from the route list (`api` in `http/mod.rs`).
 
 use utoipa::OpenApi;
 
 use super::{consistency, watch};
 
-/// What the OpenAPI document says besides its operations, which [`super::api`] adds.
+/// What the OpenAPI document says besides its operations, which the route list adds.
 #[derive(OpenApi)]
 #[openapi(
     info(
