@@ -1,5 +1,6 @@
 //! `If-Match` and `If-None-Match` on writes (RFC 9110, section 13.1): the conditions they
-//! state on the key, for the writer to judge in log order.
+//! state on the key, for the writer to judge in log order; and `If-None-Match` on a read,
+//! which answers 304 when it lists the value's version.
 //!
 //! ETags are versions (offsets), quoted: `"42"`. Comparison is strong, so a weak tag
 //! (`W/"42"`) never matches, nor does a tag that is no version of this service's.
@@ -34,6 +35,17 @@ pub fn from_headers(headers: &HeaderMap, key: &[u8]) -> Result<Vec<Precondition>
         });
     }
     Ok(preconditions)
+}
+
+/// Whether a read of a value at `version` answers 304 Not Modified: its `If-None-Match` is
+/// `*` or lists the version. A header that is no list of entity tags is ignored (the read
+/// answers the value), where a write would refuse it.
+pub fn not_modified(headers: &HeaderMap, version: i64) -> bool {
+    match entity_tags(headers, &header::IF_NONE_MATCH) {
+        Ok(Some(Tags::Any)) => true,
+        Ok(Some(Tags::Versions(versions))) => versions.contains(&version),
+        Ok(None) | Err(_) => false,
+    }
 }
 
 /// The answer to a write whose conditions did not hold: each unmet one named by its key
@@ -174,5 +186,31 @@ mod tests {
                 "{bad}: {error}"
             );
         }
+    }
+
+    #[test]
+    fn a_read_is_not_modified_when_if_none_match_lists_its_version() {
+        let not_modified_at_7 = |values: &[&str]| {
+            let mut headers = HeaderMap::new();
+            for value in values {
+                headers.append(
+                    header::IF_NONE_MATCH,
+                    HeaderValue::from_str(value).expect("header"),
+                );
+            }
+            not_modified(&headers, 7)
+        };
+        assert!(not_modified_at_7(&[r#""7""#]));
+        assert!(not_modified_at_7(&["*"]));
+        assert!(not_modified_at_7(&[r#""x,y", "7""#]));
+        assert!(not_modified_at_7(&[r#""1""#, r#""7""#]));
+        // A comma inside a tag does not split it: this is one tag, not a list holding `*`.
+        assert!(!not_modified_at_7(&[r#""x, *, y""#]));
+        assert!(!not_modified_at_7(&[r#""7,8""#]));
+        assert!(!not_modified_at_7(&[r#""8""#]));
+        assert!(!not_modified_at_7(&[r#"W/"7""#]));
+        assert!(!not_modified_at_7(&[]));
+        // Not a list of entity tags: ignored.
+        assert!(!not_modified_at_7(&["7"]));
     }
 }

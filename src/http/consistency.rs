@@ -5,10 +5,12 @@
 
 use std::time::{Duration, Instant};
 
-use axum::http::HeaderMap;
+use axum::extract::Query;
+use axum::http::{HeaderMap, Uri};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use super::extract::{WaitSyntax, parse_wait};
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::metrics;
@@ -37,6 +39,16 @@ pub struct ReadParams {
     pub wait: Option<String>,
 }
 
+impl ReadParams {
+    /// The read's `min_offset`, `consistency` and `wait` in `uri`'s query; other query
+    /// parameters are ignored.
+    pub fn from_uri(uri: &Uri) -> Result<ReadParams, ApiError> {
+        Query::<ReadParams>::try_from_uri(uri)
+            .map(|query| query.0)
+            .map_err(|rejection| ApiError::InvalidQuery(rejection.body_text()))
+    }
+}
+
 /// How much a read must reflect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -47,24 +59,11 @@ pub enum ConsistencyLevel {
     Strong,
 }
 
-/// A `wait`: up to 9 digits and a unit, as the OpenAPI document's pattern says.
-fn parse_wait(text: &str) -> Option<Duration> {
-    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
-    let (number, unit) = text.split_at(digits);
-    if number.is_empty() || number.len() > 9 {
-        return None;
-    }
-    let n: u64 = number.parse().ok()?;
-    Some(match unit {
-        "ns" => Duration::from_nanos(n),
-        "us" => Duration::from_micros(n),
-        "ms" => Duration::from_millis(n),
-        "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
-        _ => return None,
-    })
-}
+/// A read's `wait`: up to 9 digits and a unit, as [`ReadParams`]' pattern says.
+pub(super) const WAIT_SYNTAX: WaitSyntax = WaitSyntax {
+    max_digits: Some(9),
+    units: &["ns", "us", "ms", "s", "m", "h"],
+};
 
 /// What a read waits for before it answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,17 +113,12 @@ impl ReadConsistency {
             .transpose()
             .map_err(ApiError::InvalidHeader)?;
         let strong = params.consistency == Some(ConsistencyLevel::Strong);
-        let wait = match params.wait.as_deref() {
-            None => settings.default_wait,
-            Some(text) => parse_wait(text)
-                .ok_or_else(|| {
-                    ApiError::InvalidQuery(format!(
-                        "wait must be a number and a unit (ns, us, ms, s, m or h), such as \
-                         500ms or 2s, not {text:?}"
-                    ))
-                })?
-                .min(settings.max_wait),
-        };
+        let wait = parse_wait(
+            params.wait.as_deref(),
+            &WAIT_SYNTAX,
+            settings.default_wait,
+            settings.max_wait,
+        )?;
         Ok(ReadConsistency {
             min_offset: query_offset.max(header_offset),
             strong,
@@ -171,11 +165,14 @@ mod tests {
 
     #[test]
     fn waits_are_a_number_and_a_unit() {
-        assert_eq!(parse_wait("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_wait("2s"), Some(Duration::from_secs(2)));
-        assert_eq!(parse_wait("1h"), Some(Duration::from_secs(3600)));
+        let (default, max) = (Duration::from_secs(5), Duration::from_secs(30));
+        let wait = |text| parse_wait(Some(text), &WAIT_SYNTAX, default, max).ok();
+        assert_eq!(wait("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(wait("2s"), Some(Duration::from_secs(2)));
+        assert_eq!(wait("7us"), Some(Duration::from_micros(7)));
+        assert_eq!(wait("1h"), Some(max));
         for bad in ["", "0", "ms", "2 s", "1.5s", "2sec", "1234567890s", "-1s"] {
-            assert_eq!(parse_wait(bad), None, "{bad}");
+            assert_eq!(wait(bad), None, "{bad}");
         }
     }
 }

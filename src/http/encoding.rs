@@ -1,5 +1,6 @@
-//! How values travel inside JSON, the same way in both directions: range results carry
-//! `value` and `encoding`, and a batch put given that same pair stores the same bytes.
+//! How values travel inside JSON, the same way in both directions: range results and watch
+//! events carry `value` and `encoding` ([`RangeItem`]), and a batch put given that same pair
+//! stores the same bytes. Keys that are not UTF-8 travel as base64 ([`key_text`]).
 //!
 //! - `json`: the value is JSON (its content type is `application/json` or `+json`) and is
 //!   embedded as a JSON value.
@@ -12,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::extract::is_json;
+use crate::store::Value;
 
 /// How a value is embedded in JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -81,9 +83,52 @@ pub fn decode_value(
     Ok((bytes, encoding))
 }
 
-/// Base64 for keys that are not UTF-8 (written by other Kafka producers).
-pub fn base64(bytes: &[u8]) -> String {
-    BASE64.encode(bytes)
+/// One key and its value.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RangeItem {
+    /// The key (base64 if it is not UTF-8; see `key_encoding`).
+    #[schema(example = "user/1")]
+    pub key: String,
+    /// Present, as `base64`, only for a key that is not UTF-8 (written by another producer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub key_encoding: Option<ValueEncoding>,
+    /// The value: a JSON value (`encoding: json`), a string of its text (`text`), or a
+    /// base64 string of its bytes (`base64`).
+    #[schema(example = json!({"name": "Ada"}))]
+    pub value: serde_json::Value,
+    /// How `value` embeds the stored bytes.
+    pub encoding: ValueEncoding,
+    /// The content type the value was written with.
+    #[schema(example = "application/json")]
+    pub content_type: String,
+    /// The value's version: the offset of the record that wrote it.
+    #[schema(example = 42)]
+    pub offset: i64,
+}
+
+impl RangeItem {
+    /// A key and its value as range results (and watch events) show them.
+    pub fn new(key: Vec<u8>, value: &Value) -> RangeItem {
+        let (embedded, encoding) = embed(&value.bytes, &value.content_type);
+        let (key, key_encoding) = key_text(key);
+        RangeItem {
+            key,
+            key_encoding,
+            value: embedded,
+            encoding,
+            content_type: value.content_type.to_string(),
+            offset: value.offset,
+        }
+    }
+}
+
+/// A key as text: itself if it is UTF-8, else base64 with `key_encoding` saying so.
+pub fn key_text(key: Vec<u8>) -> (String, Option<ValueEncoding>) {
+    match String::from_utf8(key) {
+        Ok(key) => (key, None),
+        Err(e) => (BASE64.encode(e.as_bytes()), Some(ValueEncoding::Base64)),
+    }
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! Reading requests strictly: topic and key from the raw path, bounded bodies, content types.
+//! Reading requests strictly: topic and key from the raw path, bounded bodies, content types,
+//! waits.
 
 use std::time::Duration;
 
@@ -187,6 +188,66 @@ pub fn is_json(content_type: &str) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
+/// The `wait`s an endpoint accepts, as the pattern its document states: digits, then a unit.
+#[derive(Debug)]
+pub struct WaitSyntax {
+    /// The most digits it takes (`None`: any number).
+    pub max_digits: Option<usize>,
+    /// The units it takes, of `ns`, `us`, `ms`, `s`, `m` and `h`.
+    pub units: &'static [&'static str],
+}
+
+impl WaitSyntax {
+    /// The pattern of the document's `wait` parameter that accepts what this does.
+    #[cfg(test)]
+    pub fn pattern(&self) -> String {
+        let digits = self
+            .max_digits
+            .map_or_else(|| "+".to_owned(), |most| format!("{{1,{most}}}"));
+        format!("^[0-9]{digits}({})$", self.units.join("|"))
+    }
+}
+
+/// A request's `wait` in `syntax`: `default` if it names none, and at most `max` (a longer
+/// one waits `max`); not in `syntax`, a 400 that names its units.
+pub fn parse_wait(
+    text: Option<&str>,
+    syntax: &WaitSyntax,
+    default: Duration,
+    max: Duration,
+) -> Result<Duration, ApiError> {
+    let Some(text) = text else {
+        return Ok(default);
+    };
+    let invalid = || {
+        let units = match syntax.units {
+            [init @ .., last] if !init.is_empty() => format!("{} or {last}", init.join(", ")),
+            units => units.join(""),
+        };
+        ApiError::InvalidQuery(format!(
+            "wait must be a number and a unit ({units}), such as 500ms or 2s, not {text:?}"
+        ))
+    };
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    let (number, unit) = text.split_at(digits);
+    let too_long = syntax.max_digits.is_some_and(|most| digits > most);
+    if number.is_empty() || too_long || !syntax.units.contains(&unit) {
+        return Err(invalid());
+    }
+    // Only digits: the parse fails only past u64::MAX, which is past any maximum too.
+    let n: u64 = number.parse().unwrap_or(u64::MAX);
+    let wait = match unit {
+        "ns" => Duration::from_nanos(n),
+        "us" => Duration::from_micros(n),
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        _ => return Err(invalid()),
+    };
+    Ok(wait.min(max))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,5 +334,47 @@ mod tests {
         assert!(is_json("application/merge-patch+json"));
         assert!(!is_json("text/plain"));
         assert!(!is_json("application/jsonl"));
+    }
+
+    #[test]
+    fn wait_syntaxes_are_the_documented_patterns() {
+        use crate::http::{consistency, watch};
+        let doc = serde_json::to_value(crate::http::openapi()).expect("the document as JSON");
+        for (path, syntax) in [
+            ("/v1/{topic}/keys/{key}", &consistency::WAIT_SYNTAX),
+            ("/v1/{topic}/range", &consistency::WAIT_SYNTAX),
+            ("/v1/{topic}/watch", &watch::WAIT_SYNTAX),
+        ] {
+            let parameters = doc["paths"][path]["get"]["parameters"]
+                .as_array()
+                .expect("parameters");
+            let wait = parameters
+                .iter()
+                .find(|parameter| parameter["name"] == "wait")
+                .expect("a wait parameter");
+            assert_eq!(wait["schema"]["pattern"], syntax.pattern(), "{path}");
+        }
+    }
+
+    #[test]
+    fn waits_are_digits_and_a_unit_of_the_syntax() {
+        let syntax = WaitSyntax {
+            max_digits: Some(3),
+            units: &["ms", "s", "m"],
+        };
+        let (default, max) = (Duration::from_secs(5), Duration::from_secs(600));
+        let wait = |text| parse_wait(Some(text), &syntax, default, max);
+        assert_eq!(
+            parse_wait(None, &syntax, default, max).expect("default"),
+            default
+        );
+        assert_eq!(wait("250ms").expect("ms"), Duration::from_millis(250));
+        assert_eq!(wait("0s").expect("zero"), Duration::ZERO);
+        assert_eq!(wait("3m").expect("m"), Duration::from_secs(180));
+        assert_eq!(wait("999m").expect("capped"), max);
+        for bad in ["", "s", "5", "-1s", "1.5s", "2 s", "2sec", "5h", "1000s"] {
+            let error = wait(bad).expect_err(bad);
+            assert!(error.to_string().contains("(ms, s or m)"), "{bad}: {error}");
+        }
     }
 }

@@ -74,7 +74,7 @@ pub async fn get_key(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (topic_name, key) = topic_and_key(&uri, &state.config.limits)?;
-    let params = read_params(&uri)?;
+    let params = ReadParams::from_uri(&uri)?;
     let consistency = ReadConsistency::new(&params, &headers, &state)?;
     let topic = state.topics.get(&topic_name, Access::Existing).await?;
     consistency.wait_for(&state, &topic).await?;
@@ -85,15 +85,7 @@ pub async fn get_key(
             key,
         });
     };
-    let etag = etag(value.offset);
-    let matches = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(',')
-                .any(|tag| tag.trim() == etag || tag.trim() == "*")
-        });
-    let mut response = if matches {
+    let mut response = if conditions::not_modified(&headers, value.offset) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         let mut response = Body::from(value.bytes).into_response();
@@ -222,13 +214,6 @@ pub async fn delete_key(
         Access::Existing,
     )
     .await
-}
-
-/// The read's `min_offset`, `consistency` and `wait`; other query parameters are ignored.
-fn read_params(uri: &Uri) -> Result<ReadParams, ApiError> {
-    axum::extract::Query::<ReadParams>::try_from_uri(uri)
-        .map(|query| query.0)
-        .map_err(|rejection| ApiError::InvalidQuery(rejection.body_text()))
 }
 
 async fn write_one(

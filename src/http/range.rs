@@ -7,16 +7,17 @@ use axum::http::{HeaderMap, Uri};
 use base64::Engine;
 use base64::alphabet::URL_SAFE;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::consistency::{ConsistencyLevel, ReadConsistency, ReadParams};
-use super::encoding::{ValueEncoding, base64, embed};
+use super::consistency::{ReadConsistency, ReadParams};
+use super::encoding::RangeItem;
 use super::extract::{TopicPath, topic_from_uri};
 use super::freshness::add_freshness_headers;
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorResponse};
-use crate::store::{KeyRange, Value};
+use crate::store::KeyRange;
 use crate::topics::Access;
 use axum::response::{IntoResponse, Response};
 
@@ -48,17 +49,19 @@ pub struct RangeParams {
     /// `next_cursor` of the previous page, to continue after it (unpadded base64url).
     #[param(pattern = r"^([A-Za-z0-9_-]{4})*([A-Za-z0-9_-]{2,3})?$")]
     pub cursor: Option<String>,
-    /// Answer only once this replica has applied the record at this offset; also read from
-    /// the `X-Kv-Min-Offset` header.
-    #[param(minimum = 0)]
-    pub min_offset: Option<i64>,
-    /// `strong`: answer only once this replica has applied every write acknowledged before
-    /// the read arrived. `local` (the default): from what this replica has applied.
-    pub consistency: Option<ConsistencyLevel>,
-    /// How long to wait for `min_offset` or `strong`, such as `500ms`: default
-    /// `consistency.default_wait` (5s), at most `consistency.max_wait`.
-    #[param(pattern = r"^[0-9]{1,9}(ns|us|ms|s|m|h)$")]
-    pub wait: Option<String>,
+    // `min_offset`, `consistency` and `wait` are a read's `ReadParams`, documented and read
+    // there; named here only so that `deny_unknown_fields` lets them by. (utoipa's
+    // `IntoParams` cannot flatten one struct into another, and serde's `flatten` would read
+    // the query's numbers as strings and lose the names in its errors.)
+    #[serde(rename = "min_offset")]
+    #[param(ignore)]
+    _min_offset: Option<IgnoredAny>,
+    #[serde(rename = "consistency")]
+    #[param(ignore)]
+    _consistency: Option<IgnoredAny>,
+    #[serde(rename = "wait")]
+    #[param(ignore)]
+    _wait: Option<IgnoredAny>,
 }
 
 /// One page of keys.
@@ -77,54 +80,6 @@ pub struct RangeResponse {
     pub next_cursor: Option<String>,
 }
 
-/// One key and its value.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct RangeItem {
-    /// The key (base64 if it is not UTF-8; see `key_encoding`).
-    #[schema(example = "user/1")]
-    pub key: String,
-    /// Present, as `base64`, only for a key that is not UTF-8 (written by another producer).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false)]
-    pub key_encoding: Option<ValueEncoding>,
-    /// The value: a JSON value (`encoding: json`), a string of its text (`text`), or a
-    /// base64 string of its bytes (`base64`).
-    #[schema(example = json!({"name": "Ada"}))]
-    pub value: serde_json::Value,
-    /// How `value` embeds the stored bytes.
-    pub encoding: ValueEncoding,
-    /// The content type the value was written with.
-    #[schema(example = "application/json")]
-    pub content_type: String,
-    /// The value's version: the offset of the record that wrote it.
-    #[schema(example = 42)]
-    pub offset: i64,
-}
-
-impl RangeItem {
-    /// A key and its value as range results (and watch events) show them.
-    pub fn new(key: Vec<u8>, value: &Value) -> RangeItem {
-        let (embedded, encoding) = embed(&value.bytes, &value.content_type);
-        let (key, key_encoding) = key_text(key);
-        RangeItem {
-            key,
-            key_encoding,
-            value: embedded,
-            encoding,
-            content_type: value.content_type.to_string(),
-            offset: value.offset,
-        }
-    }
-}
-
-/// A key as text: itself if it is UTF-8, else base64 with `key_encoding` saying so.
-pub fn key_text(key: Vec<u8>) -> (String, Option<ValueEncoding>) {
-    match String::from_utf8(key) {
-        Ok(key) => (key, None),
-        Err(e) => (base64(e.as_bytes()), Some(ValueEncoding::Base64)),
-    }
-}
-
 /// List keys in order.
 ///
 /// Selects keys by `prefix` and/or between `start` (inclusive) and `end` (exclusive), in
@@ -139,6 +94,7 @@ pub fn key_text(key: Vec<u8>) -> (String, Option<ValueEncoding>) {
     params(
         TopicPath,
         RangeParams,
+        ReadParams,
         ("X-Kv-Min-Offset" = Option<String>, Header, nullable = false, pattern = r"^[0-9]{1,18}$", description = "As `min_offset`: the offset a write answered with"),
     ),
     responses(
@@ -161,15 +117,7 @@ pub async fn scan_range(
 ) -> Result<Response, ApiError> {
     let topic_name = topic_from_uri(&uri)?;
     let Query(params) = params.map_err(|e| ApiError::InvalidQuery(e.body_text()))?;
-    let consistency = ReadConsistency::new(
-        &ReadParams {
-            min_offset: params.min_offset,
-            consistency: params.consistency,
-            wait: params.wait.clone(),
-        },
-        &headers,
-        &state,
-    )?;
+    let consistency = ReadConsistency::new(&ReadParams::from_uri(&uri)?, &headers, &state)?;
     let limits = &state.config.limits;
     let limit = match params.limit {
         None => limits.default_range_limit,

@@ -1,14 +1,11 @@
 //! `/v1/{topic}/watch`: a topic's changes to a range of keys as Server-Sent Events, resumable
 //! on any replica. What a watcher hands out and why it never holds up the replay is in
-//! [`crate::watch`]; this module reads the request and writes the events.
-//!
-//! Frames are written here rather than with axum's `Sse`, so that a change's frame is encoded
-//! once and shared by every watcher that sends it ([`Change::encoded`]).
+//! [`crate::watch`]; this module reads the request and starts the stream, whose events
+//! [`super::sse`] writes.
 
-use std::convert::Infallible;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, Uri, header};
@@ -17,14 +14,14 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::encoding::ValueEncoding;
-use super::extract::{TopicPath, topic_from_uri};
+use super::extract::{TopicPath, WaitSyntax, parse_wait, topic_from_uri};
 use super::freshness::add_freshness_headers;
-use super::range::{RangeItem, key_text};
+use super::sse;
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorResponse};
-use crate::store::{Change, KeyRange, Value};
+use crate::store::KeyRange;
 use crate::topics::Access;
-use crate::watch::{Start, WatchError, WatchEvent, Watcher, WatcherSlot, Watchers};
+use crate::watch::{Start, WatchError, Watcher};
 
 /// How long a watch waits for this replica to apply `from` or `min_offset` when the request
 /// names no `wait`.
@@ -32,6 +29,12 @@ const DEFAULT_WAIT: Duration = Duration::from_secs(5);
 
 /// The longest `wait` a request may ask for.
 const MAX_WAIT: Duration = Duration::from_secs(60);
+
+/// A watch's `wait`: a number of `ms` or `s`, as [`WatchParams`]' pattern says.
+pub(super) const WAIT_SYNTAX: WaitSyntax = WaitSyntax {
+    max_digits: None,
+    units: &["ms", "s"],
+};
 
 /// Which changes to stream, and from where.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -161,7 +164,7 @@ pub async fn watch_changes(
             "min_offset must be at least 0".into(),
         ));
     }
-    let wait = parse_wait(params.wait.as_deref())?;
+    let wait = parse_wait(params.wait.as_deref(), &WAIT_SYNTAX, DEFAULT_WAIT, MAX_WAIT)?;
     let start = match (last_event_id, params.from, params.snapshot.unwrap_or(false)) {
         (Some(id), _, _) => Start::After(id),
         (None, Some(_), true) => {
@@ -211,7 +214,7 @@ pub async fn watch_changes(
         state.watchers.config().max_buffer_bytes,
     )?
     .signalled_by(membership);
-    let mut response = Response::new(Body::from_stream(events(
+    let mut response = Response::new(Body::from_stream(sse::events(
         watcher,
         slot,
         state.watchers.clone(),
@@ -227,72 +230,6 @@ pub async fn watch_changes(
     let applied_offset = topic.store().applied_offset();
     add_freshness_headers(headers, &topic, applied_offset, state.log.status());
     Ok(response)
-}
-
-/// The kinds of event a watch sends, and the schema of each one's `data`.
-const EVENT_KINDS: [(&str, &str); 5] = [
-    ("put", "RangeItem"),
-    ("delete", "WatchDelete"),
-    ("synced", "WatchPosition"),
-    ("progress", "WatchPosition"),
-    ("error", "ErrorResponse"),
-];
-
-/// Describes the events of `/v1/{topic}/watch` in the OpenAPI document. In OpenAPI 3.1 the
-/// schema of an event stream is that of one event (fields `event`, `id`, `data`); `data` is
-/// JSON of the schema its kind names (`contentMediaType` and `contentSchema`, which utoipa
-/// has no field for).
-pub fn document_events(doc: &mut utoipa::openapi::OpenApi) {
-    use utoipa::openapi::RefOr;
-    use utoipa::openapi::extensions::Extensions;
-    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
-    let Some(content) = doc
-        .paths
-        .paths
-        .get_mut("/v1/{topic}/watch")
-        .and_then(|item| item.get.as_mut())
-        .and_then(|get| get.responses.responses.get_mut("200"))
-        .and_then(|response| match response {
-            RefOr::T(response) => response.content.get_mut("text/event-stream"),
-            RefOr::Ref(_) => None,
-        })
-    else {
-        return;
-    };
-    let mut events = OneOfBuilder::new().description(Some(
-        "One event: its kind, its offset as `id` (absent on the keys and patches of a \
-         snapshot, and on errors), and its data as JSON.",
-    ));
-    for (kind, data_schema) in EVENT_KINDS {
-        let mut data_extensions = Extensions::default();
-        data_extensions.insert(
-            "contentSchema".into(),
-            serde_json::json!({ "$ref": format!("#/components/schemas/{data_schema}") }),
-        );
-        let data = ObjectBuilder::new()
-            .schema_type(Type::String)
-            .content_media_type("application/json")
-            .extensions(Some(data_extensions));
-        let event = ObjectBuilder::new()
-            .schema_type(Type::Object)
-            .property(
-                "event",
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
-                    .enum_values(Some([kind])),
-            )
-            .property(
-                "id",
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
-                    .pattern(Some("^-?[0-9]+$")),
-            )
-            .property("data", data)
-            .required("event")
-            .required("data");
-        events = events.item(event);
-    }
-    content.schema = Some(events.into());
 }
 
 /// `Last-Event-ID`, if sent: an offset of at least -1.
@@ -313,240 +250,19 @@ fn last_event_id(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
         })
 }
 
-/// `wait`: a number of `ms` or `s`, at most [`MAX_WAIT`].
-fn parse_wait(wait: Option<&str>) -> Result<Duration, ApiError> {
-    let Some(text) = wait else {
-        return Ok(DEFAULT_WAIT);
-    };
-    let invalid =
-        || ApiError::InvalidQuery(format!("wait must be like 500ms or 10s, got {text:?}"));
-    let (number, unit) = match text.strip_suffix("ms") {
-        Some(number) => (number, Duration::from_millis(1)),
-        None => (
-            text.strip_suffix('s').ok_or_else(invalid)?,
-            Duration::from_secs(1),
-        ),
-    };
-    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(invalid());
-    }
-    let count: u32 = number.parse().unwrap_or(u32::MAX);
-    Ok(unit.saturating_mul(count).min(MAX_WAIT))
-}
-
-/// The state of one event stream between frames.
-struct Stream {
-    watcher: Watcher,
-    _slot: WatcherSlot,
-    watchers: Watchers,
-    /// The last position sent as an `id`, so that `progress` only says something new.
-    last_id: Option<i64>,
-    /// Whether the first frame has been sent.
-    started: bool,
-    last_event: Instant,
-    last_frame: Instant,
-    events: metrics::Counter,
-    done: bool,
-}
-
-/// The frames of a watch, one at a time, as the connection takes them: a client that does
-/// not read is not polled, and costs nothing but its connection.
-fn events(
-    watcher: Watcher,
-    slot: WatcherSlot,
-    watchers: Watchers,
-) -> impl futures::Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
-    let now = Instant::now();
-    let stream = Stream {
-        last_id: None,
-        started: false,
-        watcher,
-        _slot: slot,
-        watchers,
-        last_event: now,
-        last_frame: now,
-        events: crate::metrics::watch_events(),
-        done: false,
-    };
-    futures::stream::unfold(stream, |mut stream| async move {
-        let frame = stream.next_frame().await?;
-        Some((Ok(frame), stream))
-    })
-}
-
-impl Stream {
-    async fn next_frame(&mut self) -> Option<Bytes> {
-        if self.done {
-            return None;
-        }
-        if !self.started {
-            self.started = true;
-            // The start position first, so that a client that loses the connection before
-            // any change can still resume from where it started (a snapshot says it with
-            // `synced` instead).
-            if let Some(frame) = self.progress() {
-                return Some(frame);
-            }
-        }
-        let (progress_interval, keep_alive_interval) = {
-            let config = self.watchers.config();
-            (config.progress_interval, config.keep_alive_interval)
-        };
-        let stopping = self.watchers.stopping().clone();
-        loop {
-            let progress_at = self.last_event + progress_interval;
-            let keep_alive_at = self.last_frame + keep_alive_interval;
-            let wake = tokio::time::Instant::from_std(progress_at.min(keep_alive_at));
-            tokio::select! {
-                biased;
-                () = stopping.cancelled() => {
-                    // The position reached, as a last bookmark; then the end.
-                    self.done = true;
-                    return Some(
-                        self.progress()
-                            .unwrap_or_else(|| Bytes::from_static(b": shutting down\n\n")),
-                    );
-                }
-                event = self.watcher.next() => {
-                    return Some(match event {
-                        Ok(event) => self.event(event),
-                        Err(error) => self.error(error),
-                    });
-                }
-                () = tokio::time::sleep_until(wake) => {}
-            }
-            if let Some(error) = self.watcher.topic_failed() {
-                return Some(self.error(error));
-            }
-            let now = Instant::now();
-            if now >= progress_at {
-                self.last_event = now;
-                self.watcher.advance_idle();
-                if let Some(frame) = self.progress() {
-                    return Some(frame);
-                }
-            }
-            if now >= keep_alive_at {
-                self.last_frame = now;
-                return Some(Bytes::from_static(b": keep-alive\n\n"));
-            }
-        }
-    }
-
-    fn event(&mut self, event: WatchEvent) -> Bytes {
-        let now = Instant::now();
-        self.last_event = now;
-        self.last_frame = now;
-        self.events.increment(1);
-        match event {
-            WatchEvent::Change {
-                change,
-                resumable: true,
-            } => {
-                self.last_id = Some(change.offset);
-                change
-                    .encoded
-                    .get_or_init(|| change_frame(&change, true))
-                    .clone()
-            }
-            WatchEvent::Change {
-                change,
-                resumable: false,
-            } => change_frame(&change, false),
-            WatchEvent::SnapshotKey { key, value } => put_frame(None, key, &value),
-            WatchEvent::Synced(offset) => {
-                self.last_id = Some(offset);
-                position_frame("synced", offset)
-            }
-        }
-    }
-
-    /// A `progress` event, if the position moved since the last `id` sent.
-    fn progress(&mut self) -> Option<Bytes> {
-        let position = self.watcher.position()?;
-        if self.last_id == Some(position) {
-            return None;
-        }
-        self.last_id = Some(position);
-        self.last_frame = Instant::now();
-        self.events.increment(1);
-        Some(position_frame("progress", position))
-    }
-
-    /// An `error` event; the stream ends after it.
-    fn error(&mut self, error: WatchError) -> Bytes {
-        self.done = true;
-        let error = ApiError::from(error);
-        tracing::info!(topic = self.watcher.topic().name(), %error, "watch ended");
-        frame("error", None, &error.body())
-    }
-}
-
-fn change_frame(change: &Change, with_id: bool) -> Bytes {
-    let id = with_id.then_some(change.offset);
-    match &change.value {
-        Some(bytes) => {
-            let value = Value {
-                bytes: bytes.to_vec(),
-                content_type: change.content_type.clone(),
-                offset: change.offset,
-            };
-            put_frame(id, change.key.to_vec(), &value)
-        }
-        None => {
-            let (key, key_encoding) = key_text(change.key.to_vec());
-            let data = WatchDelete {
-                key,
-                key_encoding,
-                offset: change.offset,
-            };
-            frame("delete", id, &data)
-        }
-    }
-}
-
-fn put_frame(id: Option<i64>, key: Vec<u8>, value: &Value) -> Bytes {
-    frame("put", id, &RangeItem::new(key, value))
-}
-
-fn position_frame(event: &str, offset: i64) -> Bytes {
-    frame(event, Some(offset), &WatchPosition { offset })
-}
-
-/// One event: its type, its `id` if it is a position to resume from, and its data as one
-/// line of JSON (serde_json escapes every line break inside strings).
-fn frame(event: &str, id: Option<i64>, data: &impl Serialize) -> Bytes {
-    let mut out = Vec::with_capacity(128);
-    out.extend_from_slice(b"event: ");
-    out.extend_from_slice(event.as_bytes());
-    if let Some(id) = id {
-        out.extend_from_slice(format!("\nid: {id}").as_bytes());
-    }
-    out.extend_from_slice(b"\ndata: ");
-    if serde_json::to_writer(&mut out, data).is_err() {
-        // Only maps with non-string keys fail to serialize; none is written here.
-        out.extend_from_slice(b"{}");
-    }
-    out.extend_from_slice(b"\n\n");
-    Bytes::from(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::{Arc, OnceLock};
 
     #[test]
     fn waits_are_bounded_and_strict() {
-        assert_eq!(parse_wait(None).expect("default"), DEFAULT_WAIT);
-        assert_eq!(
-            parse_wait(Some("250ms")).expect("ms"),
-            Duration::from_millis(250)
-        );
-        assert_eq!(parse_wait(Some("3s")).expect("s"), Duration::from_secs(3));
-        assert_eq!(parse_wait(Some("99999999999s")).expect("capped"), MAX_WAIT);
-        for bad in ["", "s", "5", "-1s", "1.5s", "5m"] {
-            assert!(parse_wait(Some(bad)).is_err(), "{bad}");
+        let wait = |text| parse_wait(text, &WAIT_SYNTAX, DEFAULT_WAIT, MAX_WAIT);
+        assert_eq!(wait(None).expect("default"), DEFAULT_WAIT);
+        assert_eq!(wait(Some("250ms")).expect("ms"), Duration::from_millis(250));
+        assert_eq!(wait(Some("3s")).expect("s"), Duration::from_secs(3));
+        assert_eq!(wait(Some("99999999999s")).expect("capped"), MAX_WAIT);
+        for bad in ["", "s", "5", "-1s", "1.5s", "5m", "5us"] {
+            assert!(wait(Some(bad)).is_err(), "{bad}");
         }
     }
 
@@ -560,32 +276,5 @@ mod tests {
             headers.insert("last-event-id", HeaderValue::from_static(bad));
             assert!(last_event_id(&headers).is_err(), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn frames_are_one_event_each() {
-        let change = Change {
-            offset: 7,
-            key: (*b"a\nb").into(),
-            value: Some((*b"{\"x\":\n1}").into()),
-            content_type: Arc::from("application/json"),
-            encoded: OnceLock::new(),
-        };
-        let text = String::from_utf8(change_frame(&change, true).to_vec()).expect("utf8");
-        assert_eq!(
-            text,
-            "event: put\nid: 7\ndata: {\"key\":\"a\\nb\",\"value\":{\"x\":1},\"encoding\":\"json\",\
-             \"content_type\":\"application/json\",\"offset\":7}\n\n"
-        );
-        let delete = Change {
-            key: (*b"\xff").into(),
-            value: None,
-            ..change
-        };
-        let text = String::from_utf8(change_frame(&delete, false).to_vec()).expect("utf8");
-        assert_eq!(
-            text,
-            "event: delete\ndata: {\"key\":\"/w==\",\"key_encoding\":\"base64\",\"offset\":7}\n\n"
-        );
     }
 }
