@@ -15,7 +15,7 @@
 //!
 //! - [`config`]: the configuration and how its layers (defaults, file, env, flags) combine.
 //! - [`app`]: the shared state and the order of startup and shutdown.
-//! - [`http`]: the router, one module per resource, the OpenAPI document, the connection loop
+//! - [`http`]: the route list, one module per resource, the OpenAPI document, the connection loop
 //!   and HTTPS.
 //! - [`error`]: every client-visible error and its status code.
 //! - [`auth`]: bearer tokens, their scopes, and the check each protected request passes.
@@ -35,12 +35,13 @@
 //!   last stable offset, topics to look up, create and replay, broker health.
 //! - [`kafka`]: all rdkafka code of the service: clients, topic admin, producer, replay loop;
 //!   implements [`log::Log`].
-//! - [`metrics`]: the catalogue of metrics (names, kinds, units, help) and the HTTP middleware.
+//! - [`metrics`]: the catalogue of metrics (names, kinds, units, help) and a function recording
+//!   each, for every layer.
 //! - [`memory`]: the allocator (mimalloc, for the C code too) and handing free memory back.
 //! - [`topic_name`]: Kafka's rules for topic names, and patterns over them.
 //! - [`client`]: `kvstore get|put|delete|range|batch|watch|topics`, a client of a server over
 //!   HTTP; not used by the service.
-//! - [`bench`]: `kvstore bench`, the load generator and the Kafka floors; not used by the
+//! - [`bench`](mod@bench): `kvstore bench`, the load generator and the Kafka floors; not used by the
 //!   service.
 
 pub mod app;

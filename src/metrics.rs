@@ -1,11 +1,9 @@
 //! Prometheus metrics: the names (units in the names, no keys in labels), their descriptions,
-//! the recorder, and the HTTP middleware that counts requests by route.
+//! the recorder, and a function per thing measured, which every layer may call (the HTTP
+//! middleware that counts requests is [`crate::http::metrics`]).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use axum::extract::{MatchedPath, Request};
-use axum::middleware::Next;
-use axum::response::Response;
 use metrics::{
     Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
 };
@@ -326,28 +324,17 @@ pub fn read_waited(elapsed: Duration) {
     histogram!(READ_WAIT).record(elapsed.as_secs_f64());
 }
 
+/// Records an HTTP request: `route` is its template, never the raw path.
+pub fn http_request(method: String, route: String, status: u16, elapsed: Duration) {
+    counter!(HTTP_REQUESTS, "method" => method.clone(), "route" => route.clone(), "status" => status.to_string())
+        .increment(1);
+    histogram!(HTTP_DURATION, "method" => method, "route" => route).record(elapsed.as_secs_f64());
+}
+
 /// Records the broker's reachability and the number of attached topics.
 pub fn service_state(broker_up: bool, topics_attached: usize) {
     gauge!(BROKER_UP).set(if broker_up { 1.0 } else { 0.0 });
     gauge!(TOPICS_ATTACHED).set(topics_attached as f64);
-}
-
-/// Middleware counting requests and their duration by method, matched route and status.
-/// The route is the template (`/v1/{topic}/keys/{*key}`), never the raw path.
-pub async fn track_http(request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = request.method().as_str().to_owned();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
-    let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    counter!(HTTP_REQUESTS, "method" => method.clone(), "route" => route.clone(), "status" => status)
-        .increment(1);
-    histogram!(HTTP_DURATION, "method" => method, "route" => route)
-        .record(started.elapsed().as_secs_f64());
-    response
 }
 
 #[cfg(test)]

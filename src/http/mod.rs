@@ -9,13 +9,15 @@
 //! - [`health`]: `/healthz`, `/readyz`, `/metrics`
 //! - `/openapi.json` and, at `/docs`, Swagger UI reading it (built into the binary, so it works
 //!   without network access).
-//! - [`openapi`](mod@openapi): what the document says besides the operations the route list gives it.
+//! - [`openapi`](mod@openapi): what the document says besides the operations the route list
+//!   gives it.
 //! - [`extract`] and [`encoding`]: strict request parsing and values inside JSON.
 //! - [`conditions`]: `If-Match` and `If-None-Match`: the conditions of a write, 304 on a read.
 //! - [`consistency`]: reads that must reflect a write (`min_offset`, `consistency=strong`).
 //! - [`server`]: the connection loop (header deadline, graceful stop).
 //! - [`auth`]: the bearer-token check in front of protected routes.
 //! - [`concurrency`]: the in-flight request limit (503 past it).
+//! - [`metrics`](mod@metrics): the middleware that counts requests by route.
 //! - [`tls`]: HTTPS: the certificate and key files, reloaded on SIGHUP or when they change.
 //! - [`freshness`]: headers telling readers how stale the replica may be.
 
@@ -29,6 +31,7 @@ pub mod extract;
 pub mod freshness;
 pub mod health;
 pub mod keys;
+pub mod metrics;
 pub mod openapi;
 pub mod range;
 pub mod server;
@@ -120,7 +123,7 @@ pub fn router(state: AppState) -> Router {
     .fallback(route_not_found)
     .method_not_allowed_fallback(method_not_allowed)
     .layer(from_fn_with_state(in_flight, concurrency::limit))
-    .layer(axum::middleware::from_fn(crate::metrics::track_http))
+    .layer(axum::middleware::from_fn(metrics::track_http))
     .layer(TraceLayer::new_for_http())
     .layer(CatchPanicLayer::custom(panic_response))
     // Name the server, never its version.

@@ -15,12 +15,12 @@ use super::encoding::{RangeItem, key_text};
 use super::watch::{WatchDelete, WatchPosition};
 use crate::error::ApiError;
 use crate::store::{Change, Value};
-use crate::watch::{WatchError, WatchEvent, Watcher, WatcherSlot, Watchers};
+use crate::watch::{WatchError, WatchEvent, Watcher, WatcherPermit, Watchers};
 
 /// The state of one event stream between frames.
 struct Stream {
     watcher: Watcher,
-    _slot: WatcherSlot,
+    _permit: WatcherPermit,
     watchers: Watchers,
     /// The last position sent as an `id`, so that `progress` only says something new.
     last_id: Option<i64>,
@@ -36,7 +36,7 @@ struct Stream {
 /// not read is not polled, and costs nothing but its connection.
 pub(super) fn events(
     watcher: Watcher,
-    slot: WatcherSlot,
+    permit: WatcherPermit,
     watchers: Watchers,
 ) -> impl futures::Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
     let now = Instant::now();
@@ -44,7 +44,7 @@ pub(super) fn events(
         last_id: None,
         started: false,
         watcher,
-        _slot: slot,
+        _permit: permit,
         watchers,
         last_event: now,
         last_frame: now,

@@ -184,7 +184,7 @@ pub async fn watch_changes(
         after: None,
     };
     // Taken first, so that requests waiting for their topic or offset count too.
-    let slot = state.watchers.admit()?;
+    let permit = state.watchers.admit()?;
     let stopping = state.watchers.stopping().clone();
     let topic = tokio::select! {
         () = stopping.cancelled() => return Err(WatchError::ShuttingDown.into()),
@@ -216,7 +216,7 @@ pub async fn watch_changes(
     .signalled_by(membership);
     let mut response = Response::new(Body::from_stream(sse::events(
         watcher,
-        slot,
+        permit,
         state.watchers.clone(),
     )));
     let headers = response.headers_mut();

@@ -10,7 +10,7 @@
 //! bounded ring of recent changes. A watcher keeps a *position*, the offset through which it
 //! has handed out every matching change, and reads the log strictly after it, under the
 //! store's read lock, taking `Arc`s out and filtering outside it. It waits for its topic's
-//! [`hub`] to signal a change in its range: one task per watched topic follows the applied
+//! `hub` to signal a change in its range: one task per watched topic follows the applied
 //! offset (published after the changes it covers are in the log) and wakes only the watchers
 //! a change concerns, so that a thousand watchers of a thousand keys cost one wake-up per
 //! write, not a thousand. So:
@@ -147,13 +147,13 @@ struct WatchersInner {
     hubs: Arc<Hubs>,
 }
 
-/// A watcher's place among the [`Watchers`]; counted as open until dropped.
+/// A watcher's admission among the [`Watchers`]; counted as open until dropped.
 #[derive(Debug)]
-pub struct WatcherSlot {
+pub struct WatcherPermit {
     _permit: OwnedSemaphorePermit,
 }
 
-impl Drop for WatcherSlot {
+impl Drop for WatcherPermit {
     fn drop(&mut self) {
         crate::metrics::watcher_closed();
     }
@@ -180,7 +180,7 @@ impl Watchers {
     }
 
     /// A place for one more watcher, or [`WatchError::TooManyWatchers`].
-    pub fn admit(&self) -> Result<WatcherSlot, WatchError> {
+    pub fn admit(&self) -> Result<WatcherPermit, WatchError> {
         let permit = self
             .inner
             .permits
@@ -190,7 +190,7 @@ impl Watchers {
                 limit: self.inner.config.max_watchers,
             })?;
         crate::metrics::watcher_opened();
-        Ok(WatcherSlot { _permit: permit })
+        Ok(WatcherPermit { _permit: permit })
     }
 
     /// The settings.

@@ -140,9 +140,9 @@ async fn unknown_routes_and_methods_get_json_errors() {
     assert_eq!(body["error"]["code"], "method_not_allowed");
 }
 
-/// The router and the OpenAPI document are written in two lists (`http/mod.rs`): every
-/// operation the document names must be routed, and answer something other than "no route" or
-/// "wrong method".
+/// The router and the OpenAPI document come from one list (`http/mod.rs` `api`); this holds
+/// the result from outside: every operation the document names is routed, and answers
+/// something other than "no route" or "wrong method".
 #[tokio::test]
 async fn every_documented_operation_is_routed() {
     let broker = Broker::shared();
