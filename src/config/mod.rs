@@ -78,11 +78,12 @@ pub struct ConsistencyConfig {
     /// on every replica. Default `5s`.
     #[serde(with = "humantime_serde")]
     pub transaction_timeout: Duration,
-    /// How long a read with `min_offset` or `consistency=strong` waits for this replica
-    /// when it names no `wait`. Default `5s`.
+    /// How long a read with `min_offset` or `consistency=strong`, or a watch with `from` or
+    /// `min_offset`, waits for this replica when it names no `wait`. Default `5s`.
     #[serde(with = "humantime_serde")]
     pub default_wait: Duration,
-    /// The longest `wait` a read may ask for; longer ones are cut to it. Default `30s`.
+    /// The longest `wait` a read or watch may ask for; longer ones are cut to it. Default
+    /// `30s`.
     #[serde(with = "humantime_serde")]
     pub max_wait: Duration,
     /// `kafka.fetch_wait_max` for a topic while it sees conditional writes, atomic batches or

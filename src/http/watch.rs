@@ -3,8 +3,6 @@
 //! [`crate::watch`]; this module reads the request and starts the stream, whose events
 //! [`super::sse`] writes.
 
-use std::time::Duration;
-
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -22,13 +20,6 @@ use crate::error::{ApiError, ErrorResponse};
 use crate::store::KeyRange;
 use crate::topics::Access;
 use crate::watch::{Start, WatchError, Watcher};
-
-/// How long a watch waits for this replica to apply `from` or `min_offset` when the request
-/// names no `wait`.
-const DEFAULT_WAIT: Duration = Duration::from_secs(5);
-
-/// The longest `wait` a request may ask for.
-const MAX_WAIT: Duration = Duration::from_secs(60);
 
 /// A watch's `wait`: a number of `ms` or `s`, as [`WatchParams`]' pattern says.
 pub(super) const WAIT_SYNTAX: WaitSyntax = WaitSyntax {
@@ -62,7 +53,8 @@ pub struct WatchParams {
     #[param(minimum = 0)]
     pub min_offset: Option<i64>,
     /// How long to wait for this replica to apply `from` or `min_offset` before answering
-    /// 503, such as `500ms` or `10s`: default `5s`, at most `60s`.
+    /// 503, such as `500ms` or `10s`: default `consistency.default_wait` (5s), at most
+    /// `consistency.max_wait` (30s), as for reads.
     #[param(pattern = r"^[0-9]+(ms|s)$")]
     pub wait: Option<String>,
 }
@@ -164,7 +156,13 @@ pub async fn watch_changes(
             "min_offset must be at least 0".into(),
         ));
     }
-    let wait = parse_wait(params.wait.as_deref(), &WAIT_SYNTAX, DEFAULT_WAIT, MAX_WAIT)?;
+    let settings = &state.config.consistency;
+    let wait = parse_wait(
+        params.wait.as_deref(),
+        &WAIT_SYNTAX,
+        settings.default_wait,
+        settings.max_wait,
+    )?;
     let start = match (last_event_id, params.from, params.snapshot.unwrap_or(false)) {
         (Some(id), _, _) => Start::After(id),
         (None, Some(_), true) => {
@@ -256,6 +254,9 @@ mod tests {
 
     #[test]
     fn waits_are_bounded_and_strict() {
+        use std::time::Duration;
+        const DEFAULT_WAIT: Duration = Duration::from_secs(5);
+        const MAX_WAIT: Duration = Duration::from_secs(30);
         let wait = |text| parse_wait(text, &WAIT_SYNTAX, DEFAULT_WAIT, MAX_WAIT);
         assert_eq!(wait(None).expect("default"), DEFAULT_WAIT);
         assert_eq!(wait(Some("250ms")).expect("ms"), Duration::from_millis(250));
