@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, Uri};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::extract::{WaitSyntax, parse_wait};
+use super::extract::WaitSyntax;
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::metrics;
@@ -113,12 +113,7 @@ impl ReadConsistency {
             .transpose()
             .map_err(ApiError::InvalidHeader)?;
         let strong = params.consistency == Some(ConsistencyLevel::Strong);
-        let wait = parse_wait(
-            params.wait.as_deref(),
-            &WAIT_SYNTAX,
-            settings.default_wait,
-            settings.max_wait,
-        )?;
+        let wait = WAIT_SYNTAX.parse(params.wait.as_deref(), settings)?;
         Ok(ReadConsistency {
             min_offset: query_offset.max(header_offset),
             strong,
@@ -162,6 +157,7 @@ impl ReadConsistency {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::extract::parse_wait;
 
     #[test]
     fn waits_are_a_number_and_a_unit() {

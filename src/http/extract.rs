@@ -7,7 +7,7 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Uri, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
-use crate::config::LimitsConfig;
+use crate::config::{ConsistencyConfig, LimitsConfig};
 use crate::error::ApiError;
 use crate::topic_name;
 
@@ -198,6 +198,16 @@ pub struct WaitSyntax {
 }
 
 impl WaitSyntax {
+    /// A request's `wait` in this syntax, by the replica's `consistency.default_wait` and
+    /// `consistency.max_wait`, which reads and watches share.
+    pub fn parse(
+        &self,
+        text: Option<&str>,
+        settings: &ConsistencyConfig,
+    ) -> Result<Duration, ApiError> {
+        parse_wait(text, self, settings.default_wait, settings.max_wait)
+    }
+
     /// The pattern of the document's `wait` parameter that accepts what this does.
     #[cfg(test)]
     pub fn pattern(&self) -> String {

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::encoding::ValueEncoding;
-use super::extract::{TopicPath, WaitSyntax, parse_wait, topic_from_uri};
+use super::extract::{TopicPath, WaitSyntax, topic_from_uri};
 use super::freshness::add_freshness_headers;
 use super::sse;
 use crate::app::AppState;
@@ -156,13 +156,7 @@ pub async fn watch_changes(
             "min_offset must be at least 0".into(),
         ));
     }
-    let settings = &state.config.consistency;
-    let wait = parse_wait(
-        params.wait.as_deref(),
-        &WAIT_SYNTAX,
-        settings.default_wait,
-        settings.max_wait,
-    )?;
+    let wait = WAIT_SYNTAX.parse(params.wait.as_deref(), &state.config.consistency)?;
     let start = match (last_event_id, params.from, params.snapshot.unwrap_or(false)) {
         (Some(id), _, _) => Start::After(id),
         (None, Some(_), true) => {
@@ -251,6 +245,7 @@ fn last_event_id(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::extract::parse_wait;
 
     #[test]
     fn waits_are_bounded_and_strict() {
