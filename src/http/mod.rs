@@ -41,10 +41,10 @@ pub mod topics;
 pub mod watch;
 
 use std::any::Any;
-use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::middleware::{Next, from_fn_with_state};
@@ -102,40 +102,31 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// The application's routes, as `kvstore serve` serves them: the API (`api`), the document and
 /// Swagger UI reading it, and the layers every request passes.
 pub fn router(state: AppState) -> Router {
-    let auth = state.auth.clone();
-    let protect = move |handlers: MethodRouter<AppState>, needs| {
-        handlers.route_layer(from_fn_with_state(
-            auth::Guard::new(&auth, needs),
-            auth::check,
-        ))
-    };
+    let guard = |needs| from_fn_with_state(auth::Guard::new(&state.auth, needs), auth::check);
+    let protect = |handlers: MethodRouter<AppState>, needs| handlers.route_layer(guard(needs));
     let (api, doc) = api(&protect).split_for_parts();
-    let doc = Arc::new(finish_document(doc));
+    // Written once: the document does not change while the service runs.
+    let doc = serde_json::to_vec(&finish_document(doc)).expect("the OpenAPI document serializes");
+    let doc = Bytes::from(doc);
+    let serve_openapi = move || {
+        let doc = doc.clone();
+        async move { ([(header::CONTENT_TYPE, "application/json")], doc) }
+    };
     let in_flight = concurrency::InFlight::new(state.config.http.max_concurrent_requests);
-    api.route(
-        "/openapi.json",
-        protect(get(move || serve_openapi(doc.clone())), Needs::Docs),
-    )
-    .merge(swagger_ui().route_layer(from_fn_with_state(
-        auth::Guard::new(&state.auth, Needs::Docs),
-        auth::check,
-    )))
-    .fallback(route_not_found)
-    .method_not_allowed_fallback(method_not_allowed)
-    .layer(from_fn_with_state(in_flight, concurrency::limit))
-    .layer(axum::middleware::from_fn(metrics::track_http))
-    .layer(TraceLayer::new_for_http())
-    .layer(CatchPanicLayer::custom(panic_response))
-    // Name the server, never its version.
-    .layer(SetResponseHeaderLayer::overriding(
-        header::SERVER,
-        HeaderValue::from_static("kvstore"),
-    ))
-    .with_state(state)
-}
-
-async fn serve_openapi(doc: Arc<utoipa::openapi::OpenApi>) -> Json<utoipa::openapi::OpenApi> {
-    Json(doc.as_ref().clone())
+    api.route("/openapi.json", protect(get(serve_openapi), Needs::Docs))
+        .merge(swagger_ui().route_layer(guard(Needs::Docs)))
+        .fallback(route_not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(from_fn_with_state(in_flight, concurrency::limit))
+        .layer(axum::middleware::from_fn(metrics::track_http))
+        .layer(TraceLayer::new_for_http())
+        .layer(CatchPanicLayer::custom(panic_response))
+        // Name the server, never its version.
+        .layer(SetResponseHeaderLayer::overriding(
+            header::SERVER,
+            HeaderValue::from_static("kvstore"),
+        ))
+        .with_state(state)
 }
 
 /// Swagger UI at `/docs/`, reading the document served at `/openapi.json` (so there is one

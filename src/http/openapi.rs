@@ -60,13 +60,13 @@ fn document_topic_errors(doc: &mut utoipa::openapi::OpenApi) {
         if !path.starts_with("/v1/{topic}/") {
             continue;
         }
-        let reads = [&mut item.get]
-            .into_iter()
-            .map(|operation| (operation, false));
-        let writes = [&mut item.put, &mut item.post, &mut item.delete]
-            .into_iter()
-            .map(|operation| (operation, true));
-        for (operation, write) in reads.chain(writes) {
+        let operations = [
+            (&mut item.get, false),
+            (&mut item.put, true),
+            (&mut item.post, true),
+            (&mut item.delete, true),
+        ];
+        for (operation, write) in operations {
             let Some(operation) = operation else {
                 continue;
             };
