@@ -157,12 +157,13 @@ impl ReadConsistency {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::extract::parse_wait;
+    use crate::config::ConsistencyConfig;
 
     #[test]
     fn waits_are_a_number_and_a_unit() {
-        let (default, max) = (Duration::from_secs(5), Duration::from_secs(30));
-        let wait = |text| parse_wait(Some(text), &WAIT_SYNTAX, default, max).ok();
+        let settings = ConsistencyConfig::default();
+        let max = settings.max_wait;
+        let wait = |text| WAIT_SYNTAX.parse(Some(text), &settings).ok();
         assert_eq!(wait("500ms"), Some(Duration::from_millis(500)));
         assert_eq!(wait("2s"), Some(Duration::from_secs(2)));
         assert_eq!(wait("7us"), Some(Duration::from_micros(7)));

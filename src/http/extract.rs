@@ -220,7 +220,7 @@ impl WaitSyntax {
 
 /// A request's `wait` in `syntax`: `default` if it names none, and at most `max` (a longer
 /// one waits `max`); not in `syntax`, a 400 that names its units.
-pub fn parse_wait(
+fn parse_wait(
     text: Option<&str>,
     syntax: &WaitSyntax,
     default: Duration,

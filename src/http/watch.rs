@@ -245,18 +245,20 @@ fn last_event_id(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::extract::parse_wait;
+    use crate::config::ConsistencyConfig;
 
     #[test]
     fn waits_are_bounded_and_strict() {
         use std::time::Duration;
-        const DEFAULT_WAIT: Duration = Duration::from_secs(5);
-        const MAX_WAIT: Duration = Duration::from_secs(30);
-        let wait = |text| parse_wait(text, &WAIT_SYNTAX, DEFAULT_WAIT, MAX_WAIT);
-        assert_eq!(wait(None).expect("default"), DEFAULT_WAIT);
+        let settings = ConsistencyConfig::default();
+        let wait = |text| WAIT_SYNTAX.parse(text, &settings);
+        assert_eq!(wait(None).expect("default"), settings.default_wait);
         assert_eq!(wait(Some("250ms")).expect("ms"), Duration::from_millis(250));
         assert_eq!(wait(Some("3s")).expect("s"), Duration::from_secs(3));
-        assert_eq!(wait(Some("99999999999s")).expect("capped"), MAX_WAIT);
+        assert_eq!(
+            wait(Some("99999999999s")).expect("capped"),
+            settings.max_wait
+        );
         for bad in ["", "s", "5", "-1s", "1.5s", "5m", "5us"] {
             assert!(wait(Some(bad)).is_err(), "{bad}");
         }
