@@ -475,16 +475,6 @@ impl SharedStore {
         self.read().applied_offset - 1
     }
 
-    /// One page of `range` and the last offset applied when it was read, under one lock: the
-    /// page is the state as of that offset.
-    pub fn scan_at(&self, range: &KeyRange, limit: usize, max_bytes: usize) -> (ScanPage, i64) {
-        let store = self.read();
-        (
-            store.scan(range, limit, max_bytes),
-            store.applied_offset - 1,
-        )
-    }
-
     /// A watch of the applied offset (the offset after the last applied record), which
     /// changes after the changes it covers are in the log.
     pub fn subscribe_applied(&self) -> tokio::sync::watch::Receiver<i64> {

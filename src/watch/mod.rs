@@ -419,10 +419,12 @@ impl Watcher {
             return Ok(Some(WatchEvent::SnapshotKey { key, value }));
         }
         if !snapshot.scanned {
-            let (page, read_at) =
-                self.topic
-                    .store()
-                    .scan_at(&snapshot.range, SNAPSHOT_PAGE_KEYS, self.max_bytes);
+            let page = self
+                .topic
+                .store()
+                .scan(&snapshot.range, SNAPSHOT_PAGE_KEYS, self.max_bytes);
+            // The page is the state as of the last record applied when it was read.
+            let read_at = page.applied_offset - 1;
             let first = *snapshot.first.get_or_insert(read_at);
             snapshot.last = read_at;
             snapshot.patched_through = first;
