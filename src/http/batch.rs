@@ -277,7 +277,7 @@ pub async fn write_batch(
         .ops
         .iter()
         .enumerate()
-        .map(|(index, op)| to_record(op, limits).map_err(|e| prefix_error(index, e)))
+        .map(|(index, op)| to_record(op, limits).map_err(|e| prefix_error("ops", index, e)))
         .collect::<Result<Vec<_>, _>>()?;
     let offsets = if request.atomic {
         let conditions = atomic_conditions(&request, limits)?;
@@ -366,7 +366,7 @@ fn atomic_conditions(
         }
     }
     for (index, check) in request.checks.iter().enumerate() {
-        check_key(&check.key, limits).map_err(|e| prefix_check_error(index, e))?;
+        check_key(&check.key, limits).map_err(|e| prefix_error("checks", index, e))?;
         let condition = check
             .condition()
             .map_err(|e| ApiError::InvalidRequest(format!("checks[{index}]: {e}")))?;
@@ -429,22 +429,14 @@ fn to_record(op: &BatchOperation, limits: &LimitsConfig) -> Result<Record, ApiEr
     }
 }
 
-/// Names the operation an error is about.
-fn prefix_error(index: usize, error: ApiError) -> ApiError {
+/// Names the operation or check (`list` is `ops` or `checks`) an error is about.
+fn prefix_error(list: &str, index: usize, error: ApiError) -> ApiError {
     match error {
         ApiError::InvalidRequest(message) => {
-            ApiError::InvalidRequest(format!("ops[{index}]: {message}"))
+            ApiError::InvalidRequest(format!("{list}[{index}]: {message}"))
         }
-        ApiError::InvalidKey(message) => ApiError::InvalidKey(format!("ops[{index}]: {message}")),
-        other => other,
-    }
-}
-
-/// Names the check an error is about.
-fn prefix_check_error(index: usize, error: ApiError) -> ApiError {
-    match error {
         ApiError::InvalidKey(message) => {
-            ApiError::InvalidKey(format!("checks[{index}]: {message}"))
+            ApiError::InvalidKey(format!("{list}[{index}]: {message}"))
         }
         other => other,
     }

@@ -156,17 +156,8 @@ pub async fn put_key(
         || ApiError::ValueTooLarge { limit },
     )
     .await?;
-    let preconditions = conditions::from_headers(&headers, key.as_bytes())?;
     let record = Record::put(key.clone().into_bytes(), value.to_vec(), content_type);
-    write_one(
-        state,
-        topic_name,
-        key,
-        record,
-        preconditions,
-        Access::MayCreate,
-    )
-    .await
+    write_one(state, &headers, topic_name, key, record, Access::MayCreate).await
 }
 
 /// Delete a key.
@@ -203,27 +194,20 @@ pub async fn delete_key(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (topic_name, key) = topic_and_key(&uri, &state.config.limits)?;
-    let preconditions = conditions::from_headers(&headers, key.as_bytes())?;
     let record = Record::delete(key.clone().into_bytes());
-    write_one(
-        state,
-        topic_name,
-        key,
-        record,
-        preconditions,
-        Access::Existing,
-    )
-    .await
+    write_one(state, &headers, topic_name, key, record, Access::Existing).await
 }
 
+/// Writes `record`, under the conditions `headers` state on `key` if any.
 async fn write_one(
     state: AppState,
+    headers: &HeaderMap,
     topic_name: String,
     key: String,
     record: Record,
-    preconditions: Vec<crate::condition::Precondition>,
     access: Access,
 ) -> Result<Response, ApiError> {
+    let preconditions = conditions::from_headers(headers, key.as_bytes())?;
     let topic = state.topics.get(&topic_name, access).await?;
     let offsets = if preconditions.is_empty() {
         state.writer.write(&topic, vec![record]).await?
